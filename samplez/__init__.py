@@ -1,0 +1,60 @@
+"""samplez: what is hot and what is slow in a live web application, right now.
+
+Handlers call ``samplez.set(config, key, value)``; the middleware batches
+the calls per request and a background thread applies them to memcache with
+reservoir sampling and counters; ``samplez.get`` and the dashboard read them
+back.
+
+>>> LATENCY = samplez.Config('latency_5m', period=300, samples=10000, by_value=True, value_units='ms')
+>>> app = samplez.Middleware(app, store=samplez.MemcacheStore('127.0.0.1:11211'))
+>>> samplez.set(LATENCY, '/api/items', 124)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .api import configure, flush, get, get_section
+from .batch import set
+from .config import Config
+from .constants import *  # noqa: F403
+from .constants import __all__ as _constants
+from .engine import FlushSummary
+from .errors import ConfigError, SamplezError, StoreError
+from .metric import Section, unregister
+from .middleware import Middleware
+from .result import SampleResult
+from .store import MemcacheStore, MemoryStore, Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "Dashboard",
+    "FlushSummary",
+    "MemcacheStore",
+    "MemoryStore",
+    "Middleware",
+    "SampleResult",
+    "SamplezError",
+    "Section",
+    "Store",
+    "StoreError",
+    "configure",
+    "flush",
+    "get",
+    "get_section",
+    "set",
+    "unregister",
+    *_constants,
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The dashboard pulls in jinja2 and werkzeug: load it when first asked.
+    if name == "Dashboard":
+        from .dashboard import Dashboard
+
+        return Dashboard
+    raise AttributeError(f"module 'samplez' has no attribute {name!r}")

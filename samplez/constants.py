@@ -1,0 +1,21 @@
+"""Window and step lengths in seconds, named as scrapy-cluster's
+StatsCollector names them."""
+
+SECONDS_1_MINUTE = 60
+SECONDS_15_MINUTE = 15 * 60
+SECONDS_30_MINUTE = 30 * 60
+SECONDS_1_HOUR = 3600
+SECONDS_2_HOUR = 2 * 3600
+SECONDS_4_HOUR = 4 * 3600
+SECONDS_6_HOUR = 6 * 3600
+SECONDS_12_HOUR = 12 * 3600
+SECONDS_24_HOUR = 24 * 3600
+SECONDS_48_HOUR = 48 * 3600
+SECONDS_1_DAY = 24 * 3600
+SECONDS_2_DAY = 2 * SECONDS_1_DAY
+SECONDS_3_DAY = 3 * SECONDS_1_DAY
+SECONDS_7_DAY = 7 * SECONDS_1_DAY
+SECONDS_1_WEEK = SECONDS_7_DAY
+SECONDS_30_DAY = 30 * SECONDS_1_DAY
+
+__all__ = [name for name in dir() if name.startswith("SECONDS_")]

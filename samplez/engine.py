@@ -1,0 +1,229 @@
+"""The process-wide state of samplez: the store, the pending batch and the
+background flusher.
+
+Concurrency: request threads only append to ``_pending`` under ``_lock``
+(held for a list operation, never across I/O). The flusher thread swaps the
+list out under the same lock and does all network I/O outside it, one flush
+at a time under ``_flush_lock``. After ``fork()`` the child starts with an
+empty batch, fresh locks, no flusher and no sockets: the parent still owns
+and flushes what was pending, so nothing is lost or applied twice.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import flush as _flush
+from .errors import ConfigError
+from .keys import KeySpace
+from .metric import Context, Event
+from .store.base import Store
+from .store.memory import MemoryStore
+
+__all__ = ["Engine", "FlushSummary", "engine"]
+
+log = logging.getLogger("samplez")
+_UNSET: Any = object()
+FLUSH_MODES = ("background", "request")
+
+
+@dataclass(frozen=True)
+class FlushSummary:
+    """Counts since the previous flush: events applied, events dropped (the
+    pending batch overflowed, or the store failed them), store round trips
+    and failed store operations."""
+
+    applied: int = 0
+    dropped: int = 0
+    round_trips: int = 0
+    errors: int = 0
+
+
+class Engine:
+    def __init__(self) -> None:
+        self.store: Store = MemoryStore()
+        self.space = KeySpace("samplez")
+        self.flush_interval = 0.5
+        self.max_pending = 100_000
+        self.clock: Callable[[], float] = time.time
+        self.flush_mode = "background"
+        self._pending: list[Event] = []
+        self._dropped = 0
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self.health: dict[str, Any] = {
+            "last_flush": None,
+            "last_error": None,
+            "flushes": 0,
+            "applied": 0,
+            "dropped": 0,
+            "errors": 0,
+            "round_trips": 0,
+        }
+
+    # -- configuration ------------------------------------------------------
+
+    def configure(
+        self,
+        store: Store | None = _UNSET,
+        prefix: str = _UNSET,
+        flush_interval: float = _UNSET,
+        max_pending: int = _UNSET,
+        clock: Callable[[], float] = _UNSET,
+        flush: str = _UNSET,
+    ) -> None:
+        if store is not _UNSET:
+            if store is not None and not isinstance(store, Store):
+                raise ConfigError(f"store must be a samplez store (MemcacheStore, MemoryStore), got {store!r}")
+            self.store = store if store is not None else MemoryStore()
+        if prefix is not _UNSET:
+            self.space = KeySpace(prefix)
+        if flush_interval is not _UNSET:
+            if (
+                isinstance(flush_interval, bool)
+                or not isinstance(flush_interval, (int, float))
+                or not 0.01 <= flush_interval <= 3600
+            ):
+                raise ConfigError(f"flush_interval must be seconds in [0.01, 3600], got {flush_interval!r}")
+            self.flush_interval = float(flush_interval)
+            self._wake.set()
+        if max_pending is not _UNSET:
+            if type(max_pending) is not int or max_pending < 1:
+                raise ConfigError(f"max_pending must be an int > 0, got {max_pending!r}")
+            self.max_pending = max_pending
+        if clock is not _UNSET:
+            if not callable(clock):
+                raise ConfigError(f"clock must be a callable returning seconds, got {clock!r}")
+            self.clock = clock
+        if flush is not _UNSET:
+            if flush not in FLUSH_MODES:
+                raise ConfigError(f"flush must be 'background' or 'request', got {flush!r}")
+            self.flush_mode = flush
+
+    def context(self) -> Context:
+        return Context(self.store, self.space, self.clock())
+
+    # -- the request side: in-memory appends only -----------------------------
+
+    def add(self, event: Event) -> None:
+        with self._lock:
+            self._pending.append(event)
+            if len(self._pending) > self.max_pending:
+                self._trim()
+        if self._thread is None and self.flush_mode == "background":
+            self._start()
+
+    def extend(self, events: list[Event]) -> None:
+        with self._lock:
+            self._pending.extend(events)
+            if len(self._pending) > self.max_pending:
+                self._trim()
+        if self._thread is None and self.flush_mode == "background":
+            self._start()
+
+    def _trim(self) -> None:
+        excess = len(self._pending) - self.max_pending
+        del self._pending[:excess]
+        self._dropped += excess
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    # -- the flusher ----------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._wake.clear()
+            self._thread = threading.Thread(target=self._run, name="samplez-flusher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        me = threading.current_thread()
+        while self._thread is me:
+            if self._wake.wait(self.flush_interval):
+                # Woken by configure() or stop(): re-read the interval.
+                self._wake.clear()
+                continue
+            if self._pending or self._dropped:
+                try:
+                    self.flush()
+                except Exception:  # never let the flusher die
+                    log.exception("samplez: flush failed")
+
+    def flush(self) -> FlushSummary:
+        """Apply every pending event now; return what this flush did."""
+        with self._flush_lock:
+            with self._lock:
+                events, self._pending = self._pending, []
+                dropped, self._dropped = self._dropped, 0
+            totals = _flush.FlushTotals()
+            if events:
+                try:
+                    totals = _flush.run(events, self.context())
+                except Exception as exc:
+                    log.exception("samplez: flush failed")
+                    totals.failed, totals.errors = len(events), totals.errors + 1
+                    self.health["last_error"] = repr(exc)
+            if totals.retry:
+                with self._lock:
+                    self._pending[:0] = totals.retry
+                    if len(self._pending) > self.max_pending:
+                        self._trim()
+            summary = FlushSummary(
+                applied=totals.applied,
+                dropped=dropped + totals.failed,
+                round_trips=totals.round_trips,
+                errors=totals.errors,
+            )
+            self._record(summary)
+            return summary
+
+    def _record(self, summary: FlushSummary) -> None:
+        health = self.health
+        health["last_flush"] = time.time()
+        health["flushes"] += 1
+        for name in ("applied", "dropped", "errors", "round_trips"):
+            health[name] += getattr(summary, name)
+        if summary.errors:
+            health["last_error"] = f"{summary.errors} store operations failed at {time.strftime('%H:%M:%S')}"
+            log.warning("samplez: flush had %d failed store operations", summary.errors)
+
+    def stop(self) -> None:
+        """Stop the flusher thread (a new one starts on the next event)."""
+        thread, self._thread = self._thread, None
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    def _after_fork_in_child(self) -> None:
+        self._pending = []
+        self._dropped = 0
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
+        self.store.reset_after_fork()
+
+    def _at_exit(self) -> None:
+        self.stop()
+        if self._pending:
+            try:
+                self.flush()
+            except Exception:
+                log.exception("samplez: flush at exit failed")
+
+
+engine = Engine()
+os.register_at_fork(after_in_child=engine._after_fork_in_child)
+atexit.register(engine._at_exit)

@@ -1,0 +1,89 @@
+"""Run every metric's flush plan in lock step: one pipelined round trip per
+server per round, at most three rounds, whatever the number of metrics,
+keys and events."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+from .metric import MAX_ROUNDS, Context, Event, Metric, Outcome, Plan
+from .store.base import Op, is_failure
+
+__all__ = ["FlushTotals", "run"]
+
+log = logging.getLogger("samplez.flush")
+
+
+class FlushTotals:
+    """What one flush did."""
+
+    __slots__ = ("applied", "failed", "round_trips", "errors", "retry")
+
+    def __init__(self) -> None:
+        self.applied = 0
+        self.failed = 0
+        self.round_trips = 0
+        self.errors = 0
+        self.retry: list[Event] = []
+
+
+def _group(events: Sequence[Event]) -> dict[Metric, list[Event]]:
+    groups: dict[Metric, list[Event]] = {}
+    for event in events:
+        groups.setdefault(event[0], []).append(event)
+    return groups
+
+
+def run(events: Sequence[Event], ctx: Context) -> FlushTotals:
+    """Apply ``events`` to ``ctx.store``."""
+    totals = FlushTotals()
+    live: list[tuple[Plan, list[Op], int]] = []
+    for metric, batch in _group(events).items():
+        plan = metric.apply(batch, ctx)
+        try:
+            live.append((plan, next(plan), len(batch)))
+        except StopIteration as stop:
+            _account(totals, stop.value)
+        except Exception:
+            log.exception("samplez: planning the flush of %r failed", metric)
+            totals.failed += len(batch)
+
+    for round_number in range(1, MAX_ROUNDS + 1):
+        if not live:
+            break
+        ops = [op for _, plan_ops, _ in live for op in plan_ops]
+        results: list[Any]
+        results, trips = ctx.store.execute(ops)
+        totals.round_trips += trips
+        totals.errors += sum(1 for r in results if is_failure(r))
+        still: list[tuple[Plan, list[Op], int]] = []
+        offset = 0
+        for plan, plan_ops, size in live:
+            answer = results[offset : offset + len(plan_ops)]
+            offset += len(plan_ops)
+            try:
+                next_ops = plan.send(answer)
+            except StopIteration as stop:
+                _account(totals, stop.value)
+                continue
+            except Exception:
+                log.exception("samplez: a flush plan failed")
+                totals.failed += size
+                continue
+            if round_number == MAX_ROUNDS:
+                plan.close()
+                log.error("samplez: a flush plan wanted more than %d round trips", MAX_ROUNDS)
+                totals.failed += size
+            else:
+                still.append((plan, next_ops, size))
+        live = still
+    return totals
+
+
+def _account(totals: FlushTotals, outcome: Outcome | None) -> None:
+    if outcome is None:
+        return
+    totals.applied += outcome.applied
+    totals.failed += outcome.failed
+    totals.retry.extend(outcome.retry)

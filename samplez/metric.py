@@ -1,0 +1,240 @@
+"""What every config and counter shares: a checked name, the process-wide
+registry, value checks used by ``samplez.set``, and the flush protocol.
+
+The flush protocol keeps algorithms apart from the wire. ``apply`` is a
+generator: each ``yield`` hands the flusher a list of store ops and receives
+their results; the flusher runs every metric's generator in lock step, so
+one pipelined round trip per server serves all of them. A metric must finish
+within :data:`MAX_ROUNDS` yields and returns an :class:`Outcome`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generator, Iterable, Sequence
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .keys import KeySpace
+    from .store.base import Op, Store
+
+__all__ = [
+    "Context",
+    "Event",
+    "MAX_ROUNDS",
+    "Metric",
+    "Outcome",
+    "Section",
+    "check_bit",
+    "check_int",
+    "check_item",
+    "check_number",
+    "registered_metrics",
+    "registered_sections",
+    "unregister",
+]
+
+MAX_ROUNDS = 3
+_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_metrics: weakref.WeakValueDictionary[str, Metric] = weakref.WeakValueDictionary()
+_sections: weakref.WeakValueDictionary[int, Section] = weakref.WeakValueDictionary()
+
+#: ``(metric, key, value, when)``: one ``samplez.set`` waiting to be applied.
+Event = tuple[Any, str, Any, float]
+Plan = Generator[list["Op"], list[Any], "Outcome"]
+
+
+@dataclass
+class Outcome:
+    """What a metric's ``apply`` did with its events."""
+
+    applied: int = 0
+    failed: int = 0
+    retry: list[Event] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    """Where and when: the store, its key space and the clock's reading."""
+
+    store: Store
+    space: KeySpace
+    now: float
+
+
+# -- checks -----------------------------------------------------------------
+
+
+def positive_int(label: str, value: object, maximum: int | None = None) -> int:
+    if type(value) is not int or value < 1 or (maximum is not None and value > maximum):
+        bound = f" and <= {maximum}" if maximum is not None else ""
+        raise ConfigError(f"{label} must be an int > 0{bound}, got {value!r}")
+    return value
+
+
+def text(label: str, value: object, allow_none: bool = False) -> str | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{label} must be a str, got {value!r}")
+    return value
+
+
+def check_number(value: object) -> None:
+    """An int or a finite float (``bool`` is not a number here)."""
+    kind = type(value)
+    if kind is int:
+        return
+    if kind is float or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise ValueError(f"samplez value must be finite, got {value!r}")
+        return
+    raise TypeError(f"samplez value must be an int or a float, got {kind.__name__} {value!r}")
+
+
+def check_int(value: object) -> None:
+    """An int: memcache ``incr`` is integral."""
+    if type(value) is not int and (not isinstance(value, int) or isinstance(value, bool)):
+        raise TypeError(f"this counter adds ints (memcache incr is integral), got {type(value).__name__} {value!r}")
+
+
+def check_item(value: object) -> None:
+    """An item to count once: a str or an int."""
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise TypeError(f"unique counters take a str or int item, got {type(value).__name__} {value!r}")
+
+
+def check_bit(value: object) -> None:
+    """A bit number: an int >= 0 below 2**32."""
+    if type(value) is not int and (not isinstance(value, int) or isinstance(value, bool)):
+        raise TypeError(f"bitmap counters take a bit number (int >= 0), got {type(value).__name__} {value!r}")
+    if not 0 <= value < 2**32:  # type: ignore[operator]
+        raise ValueError(f"bit number must be in [0, 2**32), got {value!r}")
+
+
+# -- metrics ------------------------------------------------------------------
+
+
+class Metric:
+    """Base of :class:`~samplez.Config` and every counter.
+
+    :param name: 1-64 characters of ``[A-Za-z0-9_.-]``, unique in the process.
+    :param title: shown on the dashboard (default: the name).
+    """
+
+    #: Short name of the kind, used by the dashboard and the JSON pages.
+    kind: ClassVar[str] = "metric"
+    #: Inside one request, does a later ``set`` of a key replace an earlier one?
+    dedup_in_request: ClassVar[bool] = False
+    #: The ``samplez.set`` check of a value.
+    check_value: Callable[[object], None] = staticmethod(check_number)
+    rate: float = 1.0
+    max_key_length: int = 200
+
+    def __init__(self, name: str, title: str | None = None) -> None:
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+            raise ConfigError(f"name must be 1-64 characters of [A-Za-z0-9_.-], got {name!r}")
+        self.name = name
+        self.title = text("title", title, allow_none=True) or name
+        self._samplez_targets: tuple[Metric, ...] = (self,)
+        self._samplez_checks = (type(self).check_value,)
+
+    def _register(self) -> None:
+        """Claim the name; called last by subclasses, once fully valid."""
+        if self.name in _metrics:
+            raise ConfigError(f"name must be unique in the process, {self.name!r} is already defined")
+        _metrics[self.name] = self
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    def normalize_key(self, key: str) -> str:
+        """The key as stored: truncated to ``max_key_length`` characters."""
+        return key if len(key) <= self.max_key_length else key[: self.max_key_length]
+
+    def apply(self, events: Sequence[Event], ctx: Context) -> Plan:
+        """Apply ``events``; see the module docstring for the protocol."""
+        raise NotImplementedError
+
+    def read(self, ctx: Context, **options: Any) -> Any:
+        """What ``samplez.get`` returns for this metric."""
+        raise NotImplementedError
+
+
+class Section:
+    """A titled group of configs and counters, shown together and fed by one
+    ``samplez.set``.
+
+    >>> LATENCY = Section('Latency', Config('latency_5m', period=300, samples=1000, by_value=True))
+    """
+
+    def __init__(self, title: str, *metrics: Metric) -> None:
+        self.title = text("title", title) or ""
+        if len(metrics) == 1 and not isinstance(metrics[0], Metric) and isinstance(metrics[0], Iterable):
+            metrics = tuple(metrics[0])  # Section('t', [a, b]) works too
+        for metric in metrics:
+            if not isinstance(metric, Metric):
+                raise ConfigError(f"a Section holds configs and counters, got {metric!r}")
+        if not metrics:
+            raise ConfigError(f"Section {title!r} must hold at least one config or counter")
+        self.metrics: tuple[Metric, ...] = tuple(dict.fromkeys(metrics))
+        self._samplez_targets = self.metrics
+        self._samplez_checks = tuple(dict.fromkeys(type(m).check_value for m in self.metrics))
+        _sections[id(self)] = self
+
+    @property
+    def configs(self) -> tuple[Metric, ...]:
+        return self.metrics
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.metrics)
+
+    def __repr__(self) -> str:
+        return f"<Section {self.title!r}: {', '.join(m.name for m in self.metrics)}>"
+
+
+def registered_metrics() -> list[Metric]:
+    return list(_metrics.values())
+
+
+def registered_sections() -> list[Section]:
+    return list(_sections.values())
+
+
+def lookup(name: str) -> Metric | None:
+    return _metrics.get(name)
+
+
+def unregister(*things: Metric | Section) -> None:
+    """Forget metrics or sections (and a section's metrics) so their names
+    can be defined again, e.g. when a test or a reloader redefines them."""
+    for thing in things:
+        if isinstance(thing, Section):
+            _sections.pop(id(thing), None)
+            unregister(*thing.metrics)
+        elif _metrics.get(thing.name) is thing:
+            del _metrics[thing.name]
+
+
+def resolve_targets(target: object) -> tuple[tuple[Metric, ...], tuple[Callable[[object], None], ...]]:
+    """The metrics and value checks of a ``samplez.set`` target."""
+    try:
+        return target._samplez_targets, target._samplez_checks  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
+    if isinstance(target, (str, bytes)) or not isinstance(target, Iterable):
+        raise TypeError(f"samplez.set needs a Config, a counter, a Section or an iterable of them, got {target!r}")
+    metrics: list[Metric] = []
+    for item in target:
+        if isinstance(item, Section):
+            metrics.extend(item.metrics)
+        elif isinstance(item, Metric):
+            metrics.append(item)
+        else:
+            raise TypeError(f"samplez.set needs configs, counters or sections, got {item!r}")
+    unique = tuple(dict.fromkeys(metrics))
+    return unique, tuple(dict.fromkeys(type(m).check_value for m in unique))

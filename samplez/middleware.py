@@ -1,0 +1,118 @@
+"""``Middleware``: collects ``samplez.set`` calls per request and serves the
+dashboard."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable, Iterator
+
+from . import batch
+from .engine import _UNSET, engine
+from .errors import ConfigError
+
+__all__ = ["Middleware"]
+
+log = logging.getLogger("samplez")
+
+
+class _Closing:
+    """Wraps the app's response: on ``close()`` the request batch joins the
+    process batch (and, with ``flush='request'``, is applied)."""
+
+    __slots__ = ("_app_iter", "_token", "_flush")
+
+    def __init__(self, app_iter: Iterable[bytes], token: Any, flush: bool) -> None:
+        self._app_iter = app_iter
+        self._token = token
+        self._flush = flush
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._app_iter)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._app_iter, "close", None)
+            if close is not None:
+                close()
+        finally:
+            batch.end(self._token)
+            if self._flush:
+                try:
+                    engine.flush()
+                except Exception:
+                    log.exception("samplez: flush after the response failed")
+
+
+class Middleware:
+    """WSGI middleware: each request gets its own batch of ``samplez.set``
+    calls, joined to the process batch when the response is closed (also
+    when the app raised) and applied by a background flusher thread every
+    ``flush_interval`` seconds, so no memcache round trip happens on the
+    request path.
+
+    :param app: the WSGI application to wrap.
+    :param store: a :class:`~samplez.MemcacheStore` or
+        :class:`~samplez.MemoryStore` (default: leave as configured).
+    :param dashboard_path: where the dashboard answers; ``None`` for nowhere.
+    :param auth: dashboard access: ``None`` for loopback clients only, a
+        callable ``(environ) -> bool``, or ``('user', 'password')``.
+    :param flush: ``'background'`` (default) or ``'request'`` (apply after
+        each response is closed).
+    :param sections: what the dashboard shows (default: every section).
+    :param options: ``prefix``, ``flush_interval``, ``max_pending``,
+        ``clock``, as for :func:`samplez.configure`.
+
+    >>> app.wsgi_app = samplez.Middleware(app.wsgi_app, store=samplez.MemcacheStore('127.0.0.1:11211'))
+    """
+
+    def __init__(
+        self,
+        app: Callable[..., Iterable[bytes]],
+        store: Any = _UNSET,
+        dashboard_path: str | None = "/_samplez",
+        auth: Any = None,
+        flush: str = _UNSET,
+        sections: Any = None,
+        **options: Any,
+    ) -> None:
+        if not callable(app):
+            raise ConfigError(f"app must be a WSGI callable, got {app!r}")
+        if dashboard_path is not None and (
+            not isinstance(dashboard_path, str) or not dashboard_path.startswith("/") or dashboard_path.endswith("/")
+        ):
+            raise ConfigError(f"dashboard_path must start with '/' and not end with one, got {dashboard_path!r}")
+        unknown = set(options) - {"prefix", "flush_interval", "max_pending", "clock"}
+        if unknown:
+            raise TypeError(f"Middleware got unexpected keywords: {', '.join(sorted(unknown))}")
+        engine.configure(store=store, flush=flush, **options)
+        self.app = app
+        self.dashboard_path = dashboard_path
+        self.auth = auth
+        self.sections = sections
+        self._dashboard: Callable[..., Iterable[bytes]] | None = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        prefix = self.dashboard_path
+        if prefix is not None:
+            path = environ.get("PATH_INFO", "")
+            if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+                return self._serve_dashboard(environ, start_response, path[len(prefix) :])
+        token = batch.begin()
+        try:
+            app_iter = self.app(environ, start_response)
+        except BaseException:
+            batch.end(token)
+            raise
+        return _Closing(app_iter, token, engine.flush_mode == "request")
+
+    def _serve_dashboard(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], rest: str
+    ) -> Iterable[bytes]:
+        if self._dashboard is None:
+            from .dashboard import Dashboard
+
+            self._dashboard = Dashboard(sections=self.sections, auth=self.auth)
+        inner = dict(environ)
+        inner["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + self.dashboard_path
+        inner["PATH_INFO"] = rest
+        return self._dashboard(inner, start_response)

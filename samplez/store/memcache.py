@@ -1,0 +1,182 @@
+"""memcached, one server or a cluster, behind the :class:`Store` interface."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Iterable, Sequence
+
+from pymemcache.client.rendezvous import RendezvousHash
+
+from ..errors import ConfigError, StoreError
+from .base import UNREACHABLE, Op, Store
+from .wire import Connection
+
+__all__ = ["MemcacheStore"]
+
+log = logging.getLogger("samplez.store")
+
+
+def _parse_server(server: str) -> tuple[str, int]:
+    if not isinstance(server, str) or not server.strip():
+        raise ConfigError(f"memcache server must be 'host:port', got {server!r}")
+    host, sep, port = server.strip().rpartition(":")
+    if not sep:
+        host, port = port, "11211"
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"memcache server must be 'host:port', got {server!r}")
+    return host, int(port)
+
+
+class _Node:
+    """One server: a small pool of idle connections and its health."""
+
+    def __init__(self, name: str, host: str, port: int, connect_timeout: float, timeout: float) -> None:
+        self.name = name
+        self.host, self.port = host, port
+        self.connect_timeout, self.timeout = connect_timeout, timeout
+        self.idle: list[Connection] = []
+        self.lock = threading.Lock()
+        self.dead_until = 0.0
+        self.last_error = ""
+
+    def execute(self, ops: Sequence[Op]) -> list[Any]:
+        with self.lock:
+            conn = self.idle.pop() if self.idle else None
+        if conn is None:
+            conn = Connection(self.host, self.port, self.connect_timeout, self.timeout)
+        results = conn.execute(ops)
+        with self.lock:
+            if len(self.idle) < 8:
+                self.idle.append(conn)
+                conn = None
+        if conn is not None:
+            conn.close()
+        return results
+
+    def close(self) -> None:
+        with self.lock:
+            idle, self.idle = self.idle, []
+        for conn in idle:
+            conn.close()
+
+
+class MemcacheStore(Store):
+    """memcached through a pipelined text-protocol client.
+
+    One server, or a list of them for a cluster: keys are spread by
+    rendezvous (consistent) hashing as pymemcache's ``HashClient`` does. A
+    node that fails is taken out of the ring for ``dead_timeout`` seconds
+    (its keys go to the other nodes meanwhile), then retried.
+
+    :param servers: ``'host:port'``, a comma-separated string of them, or a
+        list.
+    :param connect_timeout: seconds to wait for a connection.
+    :param timeout: seconds to wait for any answer; a server that accepts
+        and never answers costs the flusher at most this, never a request.
+    :param dead_timeout: seconds a failed node stays out of the ring.
+
+    >>> store = MemcacheStore(['10.0.0.1:11211', '10.0.0.2:11211'])
+    """
+
+    kind = "memcache"
+    shared = True
+
+    def __init__(
+        self,
+        servers: str | Iterable[str] = "127.0.0.1:11211",
+        connect_timeout: float = 0.25,
+        timeout: float = 0.5,
+        dead_timeout: float = 0.5,
+    ) -> None:
+        if isinstance(servers, str):
+            servers = [s for s in servers.split(",") if s.strip()]
+        names = list(servers)
+        if not names:
+            raise ConfigError("servers must name at least one memcached, got none")
+        for value, label in ((connect_timeout, "connect_timeout"), (timeout, "timeout")):
+            if not isinstance(value, (int, float)) or not 0 < value <= 60:
+                raise ConfigError(f"{label} must be a number of seconds in (0, 60], got {value!r}")
+        self.dead_timeout = float(dead_timeout)
+        self._nodes: dict[str, _Node] = {}
+        for server in names:
+            host, port = _parse_server(server)
+            name = f"{host}:{port}"
+            self._nodes[name] = _Node(name, host, port, connect_timeout, timeout)
+        self._ring = RendezvousHash(list(self._nodes))
+        self._ring_lock = threading.Lock()
+        self._pid = os.getpid()
+
+    @property
+    def servers(self) -> list[str]:
+        return list(self._nodes)
+
+    def describe(self) -> str:
+        return f"memcache {', '.join(self._nodes)}"
+
+    def health(self) -> dict[str, str]:
+        """``{server: 'up' | 'down: <last error>'}``, as the flusher last saw."""
+        now = time.monotonic()
+        return {
+            name: ("up" if node.dead_until <= now else f"down: {node.last_error}") for name, node in self._nodes.items()
+        }
+
+    def reset_after_fork(self) -> None:
+        # The parent's sockets must never carry the child's commands.
+        for node in self._nodes.values():
+            node.idle = []
+            node.lock = threading.Lock()
+        self._ring_lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def close(self) -> None:
+        for node in self._nodes.values():
+            node.close()
+
+    def _revive(self, now: float) -> None:
+        for name, node in self._nodes.items():
+            if node.dead_until and node.dead_until <= now:
+                node.dead_until = 0.0
+                self._ring.add_node(name)
+
+    def _mark_dead(self, node: _Node, error: StoreError) -> None:
+        with self._ring_lock:
+            if not node.dead_until:
+                if len(self._nodes) > 1:
+                    self._ring.remove_node(node.name)
+                log.warning("samplez: %s; retrying in %.1fs", error, self.dead_timeout)
+            node.dead_until = time.monotonic() + self.dead_timeout
+            node.last_error = str(error)
+
+    def execute(self, ops: Sequence[Op]) -> tuple[list[Any], int]:
+        if not ops:
+            return [], 0
+        if self._pid != os.getpid():
+            self.reset_after_fork()
+        now = time.monotonic()
+        groups: dict[str, list[int]] = {}
+        with self._ring_lock:
+            self._revive(now)
+            if len(self._nodes) == 1:
+                groups = {next(iter(self._nodes)): list(range(len(ops)))}
+            else:
+                for i, op in enumerate(ops):
+                    groups.setdefault(self._ring.get_node(op.key), []).append(i)
+        results: list[Any] = [UNREACHABLE] * len(ops)
+        trips = 0
+        for name, indices in groups.items():
+            node = self._nodes.get(name)
+            if node is None or node.dead_until > now:
+                continue
+            trips += 1
+            try:
+                answers = node.execute([ops[i] for i in indices])
+            except StoreError as exc:
+                self._mark_dead(node, exc)
+                continue
+            for i, answer in zip(indices, answers):
+                results[i] = answer
+        return results, trips

@@ -1,0 +1,175 @@
+"""One pipelined connection to one memcached server (text protocol).
+
+pymemcache sends one command per round trip except for multi-key get and
+set; the flush needs ``add``, ``incr``, ``gets``, ``cas`` and ``set`` mixed in
+one write, so this module writes the whole list of ops at once and then reads
+the answers in order. Consecutive ``get``/``gets`` ops become one multi-key
+command.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any, Sequence
+
+from ..errors import StoreError
+from .base import REFUSED, RELATIVE_TTL_LIMIT, Op
+
+__all__ = ["Connection"]
+
+_GET_CHUNK = 100
+_STORE_REPLIES = {b"STORED": True, b"NOT_STORED": False, b"EXISTS": False, b"NOT_FOUND": False}
+
+
+class Connection:
+    """A socket to ``host:port`` with bounded connect and read timeouts."""
+
+    def __init__(self, host: str, port: int, connect_timeout: float, timeout: float) -> None:
+        self.host = host
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._buf = b""
+        self._pos = 0
+
+    def __del__(self) -> None:
+        # A pooled connection dropped with its store closes quietly.
+        self.close()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+        self._sock = None
+        self._buf, self._pos = b"", 0
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(self.timeout)
+        return sock
+
+    def execute(self, ops: Sequence[Op]) -> list[Any]:
+        """Send every op in one write and read every answer; raise
+        :class:`StoreError` (and drop the socket) on any transport fault."""
+        payload, plan = _encode(ops)
+        try:
+            if self._sock is None:
+                self._sock = self._connect()
+            self._sock.sendall(payload)
+            return self._read_answers(ops, plan)
+        except (OSError, ValueError, IndexError) as exc:
+            self.close()
+            raise StoreError(f"memcached {self.host}:{self.port}: {exc or type(exc).__name__}") from exc
+
+    # -- reading ---------------------------------------------------------
+
+    def _fill(self) -> None:
+        assert self._sock is not None
+        chunk = self._sock.recv(262144)
+        if not chunk:
+            raise ConnectionError("connection closed by server")
+        self._buf = self._buf[self._pos :] + chunk
+        self._pos = 0
+
+    def _line(self) -> bytes:
+        while True:
+            end = self._buf.find(b"\r\n", self._pos)
+            if end >= 0:
+                line = self._buf[self._pos : end]
+                self._pos = end + 2
+                return line
+            self._fill()
+
+    def _data(self, size: int) -> bytes:
+        while len(self._buf) - self._pos < size + 2:
+            self._fill()
+        data = self._buf[self._pos : self._pos + size]
+        self._pos += size + 2
+        return data
+
+    def _read_values(self) -> dict[bytes, tuple[bytes, int]]:
+        found: dict[bytes, tuple[bytes, int]] = {}
+        while True:
+            line = self._line()
+            if line == b"END":
+                return found
+            parts = line.split()
+            if not parts or parts[0] != b"VALUE":
+                raise ValueError(f"unexpected reply {line[:60]!r}")
+            token = int(parts[4]) if len(parts) > 4 else 0
+            found[parts[1]] = (self._data(int(parts[3])), token)
+
+    def _read_answers(self, ops: Sequence[Op], plan: list[tuple[int, int]]) -> list[Any]:
+        results: list[Any] = [None] * len(ops)
+        for start, stop in plan:
+            cmd = ops[start].cmd
+            if cmd in ("get", "gets"):
+                found: dict[bytes, tuple[bytes, int]] = {}
+                for _ in range(0, stop - start, _GET_CHUNK):
+                    found.update(self._read_values())
+                for i in range(start, stop):
+                    hit = found.get(ops[i].key.encode())
+                    if hit is None:
+                        results[i] = None
+                    else:
+                        results[i] = hit[0] if cmd == "get" else hit
+                continue
+            line = self._line()
+            if cmd == "incr":
+                results[start] = None if line == b"NOT_FOUND" else _number_or_refused(line)
+            elif cmd in ("add", "set", "cas"):
+                results[start] = _STORE_REPLIES.get(line, REFUSED)
+            elif cmd == "touch":
+                results[start] = True if line == b"TOUCHED" else (False if line == b"NOT_FOUND" else REFUSED)
+            else:
+                results[start] = True if line == b"DELETED" else (False if line == b"NOT_FOUND" else REFUSED)
+        return results
+
+
+def _number_or_refused(line: bytes) -> Any:
+    return int(line) if line.isdigit() else REFUSED
+
+
+def _exptime(ttl: int) -> int:
+    """memcached reads an expiry over 30 days as a UNIX time: send one."""
+    return int(time.time()) + ttl if ttl > RELATIVE_TTL_LIMIT else ttl
+
+
+def _encode(ops: Sequence[Op]) -> tuple[bytes, list[tuple[int, int]]]:
+    """The bytes to send and, per command written, the span of ops it answers."""
+    out: list[bytes] = []
+    plan: list[tuple[int, int]] = []
+    i, n = 0, len(ops)
+    while i < n:
+        op = ops[i]
+        cmd = op.cmd
+        if cmd in ("get", "gets"):
+            j = i
+            while j < n and ops[j].cmd == cmd:
+                j += 1
+            for chunk in range(i, j, _GET_CHUNK):
+                keys = " ".join(o.key for o in ops[chunk : min(j, chunk + _GET_CHUNK)])
+                out.append(f"{cmd} {keys}\r\n".encode())
+            plan.append((i, j))
+            i = j
+            continue
+        if cmd in ("add", "set"):
+            out.append(f"{cmd} {op.key} 0 {_exptime(op.ttl)} {len(op.value)}\r\n".encode() + op.value + b"\r\n")
+        elif cmd == "cas":
+            out.append(f"cas {op.key} 0 {_exptime(op.ttl)} {len(op.value)} {op.cas}\r\n".encode() + op.value + b"\r\n")
+        elif cmd == "incr":
+            out.append(f"incr {op.key} {op.delta}\r\n".encode())
+        elif cmd == "touch":
+            out.append(f"touch {op.key} {_exptime(op.ttl)}\r\n".encode())
+        elif cmd == "delete":
+            out.append(f"delete {op.key}\r\n".encode())
+        else:
+            raise ValueError(f"unknown store command {cmd!r}")
+        plan.append((i, i + 1))
+        i += 1
+    return b"".join(out), plan

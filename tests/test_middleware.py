@@ -1,0 +1,84 @@
+"""The middleware on a real WSGI stack (webtest)."""
+
+from __future__ import annotations
+
+import pytest
+import webtest
+
+import samplez
+from samplez.engine import engine
+from tests.conftest import unique_name
+
+
+def make_app(config, fail=False):
+    def app(environ, start_response):
+        samplez.set(config, environ["PATH_INFO"], 10)
+        samplez.set(config, environ["PATH_INFO"], 20)  # same key, same request: one event
+        if fail:
+            raise RuntimeError("handler failed")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    return app
+
+
+@pytest.fixture
+def config():
+    return samplez.Config(unique_name("mw"), period=60, samples=100, by_value=True)
+
+
+def test_each_request_contributes_its_samples(samplez_on, config):
+    app = webtest.TestApp(samplez.Middleware(make_app(config)))
+    for _ in range(3):
+        assert app.get("/a").text == "ok"
+    result = samplez.get(config)
+    assert result.total_events == 3 and [v for _, v in result.samples("/a")] == [20.0] * 3
+
+
+def test_a_request_that_raises_still_contributes(samplez_on, config):
+    app = webtest.TestApp(samplez.Middleware(make_app(config, fail=True)))
+    with pytest.raises(RuntimeError):
+        app.get("/boom")
+    samplez.flush()
+    assert samplez.get(config).count("/boom") == 1
+
+
+def test_background_mode_does_no_store_work_on_the_request_path(memcached, config):
+    # A flush interval far in the future: nothing may reach memcached
+    # until the test flushes.
+    store = samplez.MemcacheStore(memcached.address)
+    app = webtest.TestApp(samplez.Middleware(make_app(config), store=store, flush_interval=3600))
+    app.get("/x")
+    assert engine.pending == 1
+    assert samplez.get(config).total_events == 0
+    samplez.flush()
+    assert samplez.get(config).total_events == 1
+
+
+def test_streamed_responses_keep_their_request_batch_until_closed(samplez_on, config):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body():
+            samplez.set(config, "streamed", 1)
+            samplez.set(config, "streamed", 2)
+            yield b"x"
+
+        return body()
+
+    webtest.TestApp(samplez.Middleware(app)).get("/")
+    assert samplez.get(config).count("streamed") == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({"dashboard_path": "no-slash"}, id="relative-path"),
+        pytest.param({"dashboard_path": "/trailing/"}, id="trailing-slash"),
+        pytest.param({"flush": "never"}, id="bad-flush"),
+        pytest.param({"flush_interval": -1}, id="bad-interval"),
+    ],
+)
+def test_bad_middleware_arguments(kwargs, config):
+    with pytest.raises(samplez.ConfigError):
+        samplez.Middleware(make_app(config), **kwargs)

@@ -1,0 +1,129 @@
+"""One contract, two stores: MemoryStore must behave as memcached does."""
+
+from __future__ import annotations
+
+import pytest
+
+import samplez
+from samplez.store import base as ops
+from samplez.store.base import REFUSED, UNREACHABLE
+
+
+def run(store: samplez.Store, *batch: ops.Op) -> list:
+    results, trips = store.execute(list(batch))
+    assert trips == 1
+    return results
+
+
+def test_get_missing_then_set_then_get(store):
+    assert run(store, ops.get("t:a")) == [None]
+    assert run(store, ops.set_("t:a", b"hello", 60), ops.get("t:a")) == [True, b"hello"]
+
+
+def test_add_refuses_an_existing_key(store):
+    assert run(store, ops.add("t:b", b"1", 60), ops.add("t:b", b"2", 60), ops.get("t:b")) == [True, False, b"1"]
+
+
+def test_add_then_incr_in_one_round_trip_is_race_free(store):
+    results = run(store, ops.add("t:c", b"0", 60), ops.incr("t:c", 5), ops.add("t:c", b"0", 60), ops.incr("t:c", 7))
+    assert results == [True, 5, False, 12]
+
+
+def test_incr_of_a_missing_key_is_none(store):
+    assert run(store, ops.incr("t:missing", 1)) == [None]
+
+
+def test_incr_of_garbage_is_refused(store):
+    assert run(store, ops.set_("t:g", b"\x00junk", 60), ops.incr("t:g", 1)) == [True, REFUSED]
+
+
+def test_cas_stores_only_with_the_current_token(store):
+    run(store, ops.set_("t:d", b"one", 60))
+    [(value, token)] = run(store, ops.gets("t:d"))
+    assert value == b"one"
+    assert run(store, ops.cas("t:d", b"two", token, 60)) == [True]
+    assert run(store, ops.cas("t:d", b"three", token, 60)) == [False]
+    assert run(store, ops.get("t:d")) == [b"two"]
+
+
+def test_cas_of_a_missing_key_fails(store):
+    assert run(store, ops.cas("t:nokey", b"x", 12345, 60)) == [False]
+
+
+def test_many_gets_in_one_round_trip(store):
+    run(store, *[ops.set_(f"t:m{i}", str(i).encode(), 60) for i in range(0, 250, 2)])
+    results = run(store, *[ops.get(f"t:m{i}") for i in range(250)])
+    assert results == [str(i).encode() if i % 2 == 0 else None for i in range(250)]
+
+
+def test_touch_and_delete(store):
+    run(store, ops.set_("t:e", b"x", 60))
+    assert run(store, ops.touch("t:e", 120), ops.delete("t:e"), ops.delete("t:e"), ops.touch("t:e", 5)) == [
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
+def test_binary_values_survive(store):
+    value = bytes(range(256)) * 40 + b"\r\nEND\r\n"
+    assert run(store, ops.set_("t:bin", value, 60), ops.get("t:bin")) == [True, value]
+
+
+def test_a_value_over_one_megabyte_is_refused(store):
+    results = run(store, ops.set_("t:big", b"x" * (1024 * 1024 + 1), 60), ops.get("t:big"))
+    assert results[0] is REFUSED
+    assert results[1] is None
+
+
+def test_expiry_over_thirty_days_is_sent_as_absolute_time(store):
+    # Were 40 days sent as a relative TTL, memcached would read it as a
+    # moment in 1970 and drop the value at once.
+    assert run(store, ops.set_("t:long", b"kept", 40 * 24 * 3600), ops.get("t:long")) == [True, b"kept"]
+
+
+def test_memory_store_expires_keys():
+    now = [1000.0]
+    store = samplez.MemoryStore(clock=lambda: now[0])
+    run(store, ops.set_("t:x", b"1", 10))
+    now[0] += 9
+    assert run(store, ops.get("t:x")) == [b"1"]
+    now[0] += 2
+    assert run(store, ops.get("t:x")) == [None]
+
+
+def test_an_unreachable_server_fails_every_op_without_raising():
+    from tests.conftest import free_port
+
+    store = samplez.MemcacheStore(f"127.0.0.1:{free_port()}", connect_timeout=0.2)
+    results, trips = store.execute([ops.get("t:a"), ops.incr("t:b", 1)])
+    assert results == [UNREACHABLE, UNREACHABLE]
+    assert trips == 1
+    assert "down" in next(iter(store.health().values()))
+    # Marked dead: the next call does not even try.
+    assert store.execute([ops.get("t:a")]) == ([UNREACHABLE], 0)
+
+
+def test_a_cluster_spreads_keys_and_reads_them_back(spawn_memcached):
+    servers = [spawn_memcached().start() for _ in range(3)]
+    store = samplez.MemcacheStore([s.address for s in servers])
+    keys = [f"t:k{i}" for i in range(300)]
+    results, trips = store.execute([ops.set_(k, k.encode(), 60) for k in keys])
+    assert all(results) and trips == 3
+    assert store.get_many(keys) == {k: k.encode() for k in keys}
+
+
+@pytest.mark.parametrize(
+    "servers",
+    [
+        pytest.param("", id="empty"),
+        pytest.param([], id="empty-list"),
+        pytest.param("localhost:notaport", id="bad-port"),
+        pytest.param("localhost:70000", id="port-out-of-range"),
+        pytest.param([None], id="none"),
+    ],
+)
+def test_bad_server_specs_raise_config_error(servers):
+    with pytest.raises(samplez.ConfigError):
+        samplez.MemcacheStore(servers)
