@@ -94,7 +94,8 @@ class MemoryStore(Store):
             if entry is None:
                 return None
             digits = entry[0].strip()
-            if not digits.isdigit() or op.delta < 0:
+            # memcached refuses what is not a decimal below 2**64, and wraps.
+            if not digits.isdigit() or op.delta < 0 or int(digits) >= 2**64:
                 return REFUSED
             value = (int(digits) + op.delta) % 2**64
             self._data[key] = (str(value).encode(), entry[1], next(self._tokens))

@@ -1,0 +1,420 @@
+"""SPEC §5 against real failures: memcached processes killed and restarted,
+a server that never answers, a cluster losing a node, a full memcache,
+garbage under our keys, and pending samples at interpreter exit.
+
+Requests go through ``samplez.Middleware`` (webtest, in process); the
+flusher runs in the background as in production. Nothing is mocked: every
+store is a real memcached this test starts and kills.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from typing import Callable
+
+import pytest
+import webtest
+
+import samplez
+from samplez.engine import engine
+from samplez.keys import FORMAT_VERSION, encode_sample
+from samplez.store import base as ops
+from tests.conftest import Clock, MemcachedProcess, free_port, unique_name
+
+DEADLINE = 10.0  # seconds: a bound for polling, never a measured figure
+
+
+def eventually(check: Callable[[], bool], timeout: float = DEADLINE, step: float = 0.02) -> float:
+    """Poll ``check`` until it holds; return how long it took."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(step)
+    return time.monotonic() - start
+
+
+def make_app(config: samplez.Config) -> Callable:
+    def app(environ, start_response):
+        samplez.set(config, environ["PATH_INFO"], 7)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    return app
+
+
+def reservoir(samples: int = 10_000, **extra) -> samplez.Config:
+    return samplez.Config(unique_name("fault"), period=3600, samples=samples, by_value=True, **extra)
+
+
+def hit(app: webtest.TestApp, path: str, times: int) -> list[int]:
+    return [app.get(path).status_int for _ in range(times)]
+
+
+def stat(server: MemcachedProcess, name: str) -> int:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
+        sock.sendall(b"stats\r\n")
+        data = b""
+        while not data.endswith(b"END\r\n"):
+            data += sock.recv(65536)
+    for line in data.decode().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == name:
+            return int(parts[2])
+    raise KeyError(name)
+
+
+class HangingServer:
+    """Accepts connections and reads whatever is sent, never answering."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.received = threading.Event()
+        self.conns: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+
+    def _drain(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                while conn.recv(65536):
+                    self.received.set()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        for sock in (self.listener, *self.conns):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept and recv
+            except OSError:
+                pass  # already closed by the peer
+        self._thread.join(timeout=5)
+        self.listener.close()
+
+
+@pytest.fixture
+def fixed_clock() -> Clock:
+    # The flusher runs on real time; the clock only stamps events, so a
+    # fixed one keeps every event of the test in one period.
+    return Clock(1_800_000_000.0)
+
+
+# -- one memcached killed and restarted ---------------------------------------
+
+
+def test_memcached_killed_during_load_then_restarted(spawn_memcached, fixed_clock):
+    server = spawn_memcached().start()
+    interval = 0.1
+    store = samplez.MemcacheStore(server.address, dead_timeout=interval)
+    config = reservoir()
+    app = webtest.TestApp(samplez.Middleware(make_app(config), store=store, clock=fixed_clock, flush_interval=interval))
+
+    statuses = hit(app, "/up", 200)
+    eventually(lambda: samplez.get(config).total_events == 200)
+
+    server.kill()
+    errors_before = engine.health["errors"]
+    statuses += hit(app, "/down", 200)
+    eventually(lambda: engine.health["errors"] > errors_before)
+    down = samplez.get(config)  # a read while down answers, empty
+    assert not down.reachable and down.total_events == 0
+
+    spawn_memcached(port=server.port).start()
+    restarted = time.monotonic()
+    while samplez.get(config).count("/back") == 0:
+        statuses += hit(app, "/back", 5)
+        assert time.monotonic() - restarted < DEADLINE, "counting never resumed"
+    resumed = time.monotonic() - restarted
+
+    # From now on every event counts again, exactly.
+    samplez.flush()
+    before = samplez.get(config).total_events
+    statuses += hit(app, "/after", 300)
+    samplez.flush()
+    assert samplez.get(config).total_events == before + 300
+    assert set(statuses) == {200}
+    # Two flush intervals, plus the dead-node window and slack for a
+    # loaded machine; the soak (bench/soak_faults.py) reports the figure.
+    assert resumed < 2 * interval + 2.0
+
+
+def test_flushes_while_down_count_errors_and_never_raise(spawn_memcached, clock):
+    server = spawn_memcached().start()
+    samplez.configure(store=samplez.MemcacheStore(server.address, dead_timeout=0.05), clock=clock, flush="request")
+    config = reservoir()
+    server.kill()
+    for i in range(50):
+        samplez.set(config, f"k{i}", i)
+    summary = samplez.flush()
+    assert summary.applied == 0 and summary.dropped == 50 and summary.errors >= 1
+    assert engine.health["last_error"]
+    assert engine.pending == 0  # failed events are dropped and counted, not kept forever
+
+    spawn_memcached(port=server.port).start()
+
+    def applied() -> bool:
+        samplez.set(config, "again", 1)
+        return samplez.flush().applied == 1
+
+    eventually(applied)
+    assert samplez.get(config).count("again") >= 1
+
+
+# -- a server that accepts and never answers -----------------------------------
+
+
+def test_server_that_never_answers(spawn_memcached, fixed_clock):
+    hang = HangingServer()
+    timeout = 2.0
+    store = samplez.MemcacheStore(f"127.0.0.1:{hang.port}", timeout=timeout, dead_timeout=0.1)
+    config = reservoir()
+    app = webtest.TestApp(samplez.Middleware(make_app(config), store=store, clock=fixed_clock, flush_interval=0.05))
+    try:
+        flushes = engine.health["flushes"]
+        assert hit(app, "/first", 1) == [200]
+        assert hang.received.wait(DEADLINE), "the flusher never wrote to the server"
+        # The flusher is now blocked reading an answer that never comes;
+        # requests are served meanwhile.
+        assert hit(app, "/stuck", 100) == [200] * 100
+        assert engine.health["flushes"] == flushes, "the flush should still be waiting"
+        eventually(lambda: engine.health["flushes"] > flushes and engine.health["errors"] > 0, timeout + DEADLINE)
+        assert "timed out" in store.health()[f"127.0.0.1:{hang.port}"]
+    finally:
+        hang.close()
+
+    spawn_memcached(port=hang.port).start()
+
+    def counting() -> bool:
+        hit(app, "/back", 1)
+        return samplez.get(config).count("/back") > 0
+
+    eventually(counting)
+
+
+# -- a three-node cluster loses a node -------------------------------------------
+
+
+def node_items(server: MemcachedProcess, keys: list[str]) -> dict[str, bytes]:
+    return samplez.MemcacheStore(server.address).get_many(keys)
+
+
+def test_cluster_node_killed_mid_load(spawn_memcached, fixed_clock):
+    nodes = [spawn_memcached().start() for _ in range(3)]
+    store = samplez.MemcacheStore([n.address for n in nodes], dead_timeout=0.2)
+    config = reservoir(samples=300)
+    app = webtest.TestApp(samplez.Middleware(make_app(config), store=store, clock=fixed_clock, flush_interval=0.05))
+    index = int(fixed_clock() // config.period)
+    keys = [engine.space.key(config.name, index, "n")] + [
+        engine.space.key(config.name, index, slot) for slot in range(config.samples)
+    ]
+
+    statuses = hit(app, "/a", 600)
+    eventually(lambda: samplez.get(config).total_events == 600)
+    before = [node_items(node, keys) for node in nodes]
+    assert all(len(items) > 50 for items in before), "rendezvous hashing should spread the slots"
+
+    victim, live = nodes[1], [nodes[0], nodes[2]]
+    victim.kill()
+    statuses += hit(app, "/b", 600)
+    samplez.flush()
+    for node, items in zip(live, (before[0], before[2])):
+        after = node_items(node, list(items))
+        assert set(after) == set(items), "a live node lost keys"
+    result = samplez.get(config)
+    assert result.unique_samples >= len(before[0]) + len(before[2]) - 2
+
+    spawn_memcached(port=victim.port).start()
+
+    def victim_serves() -> bool:
+        hit(app, "/c", 20)
+        return bool(node_items(victim, keys))
+
+    eventually(victim_serves)
+    assert set(statuses) == {200}
+
+
+# -- memcache full and evicting ----------------------------------------------------
+
+
+def test_full_memcache_evicts_without_errors_or_garbage(spawn_memcached, fixed_clock):
+    server = spawn_memcached(memory_mb=2).start()
+    samplez.configure(store=samplez.MemcacheStore(server.address), clock=fixed_clock, flush="request")
+    config = reservoir(samples=2000, max_key_length=10_000)
+    written = {f"{i:04d}" + "é" * 9_000 for i in range(40)}  # ~18 KB per sample
+    app = webtest.TestApp(samplez.Middleware(make_app(config)))
+    for round_number in range(50):
+        for key in written:
+            assert app.get(f"/{round_number}").status_int == 200
+            samplez.set(config, key, round_number)
+        samplez.flush()
+    assert stat(server, "evictions") > 0, "the test should have filled memcached"
+
+    result = samplez.get(config)
+    assert 0 < result.unique_samples < config.samples
+    for key in result.keys():
+        assert key in written or key.lstrip("/").isdigit()
+        assert all(0 <= value <= 49 or value == 7 for _, value in result.samples(key))
+    assert result.total_events >= result.unique_samples
+
+
+# -- garbage under our keys ----------------------------------------------------------
+
+JUNK = [
+    pytest.param(lambda i: bytes((i * 37 + j) % 256 for j in range(40)), id="junk-bytes"),
+    pytest.param(lambda i: b"", id="empty"),
+    pytest.param(lambda i: b"9" * 30, id="huge-number"),
+    pytest.param(lambda i: b"18446744073709551615", id="max-uint64"),
+    pytest.param(lambda i: b"1000000000000000000", id="19-digits"),
+    pytest.param(lambda i: b"-12", id="negative"),
+    pytest.param(lambda i: bytes([FORMAT_VERSION]) + b"\xff" * 3, id="short-versioned"),
+    pytest.param(lambda i: bytes([FORMAT_VERSION]) + struct.pack("<dd", float("nan"), 1.0), id="nan-time"),
+    pytest.param(lambda i: bytes([FORMAT_VERSION]) + struct.pack("<dd", 1.8e9, float("inf")), id="inf-value"),
+    pytest.param(lambda i: encode_sample("k", 1.8e9, 1.0)[:-1] + b"\xff", id="bad-utf8-key"),
+    pytest.param(lambda i: bytes([FORMAT_VERSION + 1]) + struct.pack("<dd", 1.8e9, 1.0), id="future-version"),
+    pytest.param(lambda i: b"x" * 500_000, id="large"),
+]
+
+
+@pytest.mark.parametrize("junk", JUNK)
+def test_garbage_in_every_value_is_skipped_then_overwritten(samplez_on, clock, junk):
+    config = reservoir(samples=50)
+    for i in range(30):
+        samplez.set(config, f"key{i}", i)
+    samplez.flush()
+    index = int(clock() // config.period)
+    keys = [engine.space.key(config.name, index, "n")]
+    keys += [engine.space.key(config.name, index, slot) for slot in range(config.samples)]
+    results, _ = samplez_on.execute([ops.set_(key, junk(i), 600) for i, key in enumerate(keys)])
+    assert all(r is True for r in results)
+
+    garbled = samplez.get(config)
+    assert garbled.unique_samples == 0 and garbled.keys() == []
+    assert garbled.rows() == [] and garbled.overall_rate() >= 0
+
+    for i in range(20):
+        samplez.set(config, "fresh", 100 + i)
+    summary = samplez.flush()
+    assert summary.applied == 20 and summary.dropped == 0
+    result = samplez.get(config)
+    assert result.count("fresh") == 20 and result.total_events == 20
+    assert sorted(v for _, v in result.samples("fresh")) == [100.0 + i for i in range(20)]
+
+
+# -- interpreter exit ---------------------------------------------------------------
+
+EXIT_SCRIPT = """
+import samplez
+samplez.configure(store=samplez.MemcacheStore({address!r}), flush_interval=3600)
+config = samplez.Config({name!r}, period=3600, samples=1000, by_value=True)
+for i in range(250):
+    samplez.set(config, "exit", i)
+# No flush here, and the flush interval is an hour: only atexit can save them.
+"""
+
+
+def test_pending_samples_are_flushed_at_interpreter_exit(memcached):
+    name = unique_name("exit")
+    script = textwrap.dedent(EXIT_SCRIPT.format(address=memcached.address, name=name))
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    samplez.configure(store=samplez.MemcacheStore(memcached.address))
+    config = samplez.Config(name, period=3600, samples=1000, by_value=True)
+    # The run may straddle an hour boundary: count both periods.
+    counted = [samplez.get(config, period=p) for p in ("current", "previous")]
+    assert sum(r.total_events for r in counted) == 250
+    assert sum(r.count("exit") for r in counted) == 250
+
+
+# -- gunicorn: several workers, then SIGTERM ----------------------------------------
+
+GUNICORN_APP = """
+import os
+
+import samplez
+
+CONFIG = samplez.Config(os.environ["SAMPLEZ_TEST_NAME"], period=3600, samples=1000, by_value=True)
+
+
+def inner(environ, start_response):
+    samplez.set(CONFIG, "hit", 1)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+# An hour between flushes: whatever is counted was flushed at worker exit.
+app = samplez.Middleware(inner, store=samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"]), flush_interval=3600)
+"""
+
+
+def get_ok(port: int, times: int, failures: list[str]) -> None:
+    for _ in range(times):
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            if response.status != 200 or response.read() != b"ok":
+                failures.append(str(response.status))
+            conn.close()
+        except OSError as exc:
+            failures.append(repr(exc))
+
+
+@pytest.mark.slow
+def test_gunicorn_workers_flush_every_event_on_sigterm(memcached, tmp_path):
+    name = unique_name("gunicorn")
+    (tmp_path / "soak_app.py").write_text(GUNICORN_APP)
+    port = free_port()
+    env = dict(os.environ, SAMPLEZ_TEST_NAME=name, SAMPLEZ_MEMCACHE=memcached.address)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), os.getcwd()])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "4", "-b", f"127.0.0.1:{port}", "soak_app:app"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def up() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+
+        eventually(up, timeout=30)
+        failures: list[str] = []
+        clients = [threading.Thread(target=get_ok, args=(port, 500, failures)) for _ in range(4)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join()
+        assert failures == []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+    samplez.configure(store=samplez.MemcacheStore(memcached.address))
+    config = samplez.Config(name, period=3600, samples=1000, by_value=True)
+    counted = [samplez.get(config, period=p) for p in ("current", "previous")]
+    assert sum(r.total_events for r in counted) == 2000
