@@ -1,0 +1,243 @@
+"""What each dashboard page shows, as plain JSON-ready data.
+
+The HTML pages and their ``?format=json`` twins render the same dicts built
+here, so the two never disagree. Reading a metric never raises: a store
+that cannot be reached or a metric that fails to read becomes a visible
+``error`` (and ``reachable: false``) on its table, not a 500 page.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from .dashboard_format import jsonable
+from .engine import engine
+from .metric import Context, Metric, Section, registered_metrics, registered_sections
+from .result import ROW_FIELDS
+from .store.base import Store
+from .svg import histogram_bins
+
+__all__ = [
+    "ORDERS",
+    "PERIODS",
+    "Query",
+    "calendar_view",
+    "health_view",
+    "key_view",
+    "metric_view",
+    "parse_date",
+    "visible_sections",
+]
+
+log = logging.getLogger("samplez")
+
+PERIODS = ("current", "previous")
+ORDERS = ("asc", "desc")
+SORTS = ROW_FIELDS
+OTHER = "Other"
+
+
+@dataclass(frozen=True)
+class Query:
+    """The checked query string of a page."""
+
+    period: str = "current"
+    sort: str = "frequency"
+    order: str = "desc"
+    limit: int = 40
+    format: str = "html"
+
+
+def reader(store: Store | None) -> Context:
+    """Where and when to read: the given store (or the engine's), with the
+    engine's key prefix and clock."""
+    return Context(store if store is not None else engine.store, engine.space, engine.clock())
+
+
+def visible_sections(sections: Sequence[Section] | None) -> list[tuple[str, list[Metric]]]:
+    """``(title, metrics)`` pairs to show: the given sections, or every
+    registered section plus the metrics in none of them under "Other"."""
+    if sections is not None:
+        return [(s.title, list(s.metrics)) for s in sections]
+    shown = [(s.title, list(s.metrics)) for s in registered_sections()]
+    grouped = {id(m) for _, metrics in shown for m in metrics}
+    others = sorted((m for m in registered_metrics() if id(m) not in grouped), key=lambda m: m.name)
+    if others:
+        shown.append((OTHER, others))
+    return shown
+
+
+def _identity(metric: Metric) -> dict[str, Any]:
+    return {"name": metric.name, "title": metric.title, "kind": metric.kind}
+
+
+def metric_view(metric: Metric, ctx: Context, query: Query) -> dict[str, Any]:
+    """One metric's table: a reservoir's rows and summary, or a counter's
+    keys with value and series."""
+    try:
+        if metric.kind == "reservoir":
+            return _reservoir(metric, ctx, query)
+        return _counter(metric, ctx, query)
+    except Exception as exc:
+        log.exception("samplez dashboard: reading %s failed", metric.name)
+        return {**_identity(metric), "reachable": False, "error": f"could not read: {type(exc).__name__}"}
+
+
+def _reservoir(config: Any, ctx: Context, query: Query) -> dict[str, Any]:
+    result = config.read(ctx, period=query.period)
+    rows = result.rows(sort=query.sort, limit=query.limit, reverse=query.order == "desc")
+    return {
+        **_identity(config),
+        "key_name": config.key_name,
+        "value_units": config.value_units,
+        "period_seconds": config.period,
+        "capacity": config.samples,
+        "period": query.period,
+        "reachable": result.reachable,
+        "period_start": result.period_start,
+        "elapsed": result.elapsed,
+        "total_events": result.total_events,
+        "unique_samples": result.unique_samples,
+        "unique_keys": len(result.keys()),
+        "overall_rate": result.overall_rate(),
+        "rate": config.rate,
+        "rows": jsonable(rows),
+    }
+
+
+def _reading(reading: Any) -> tuple[Any, list[Any]]:
+    value = getattr(reading, "display_value", None)
+    series = getattr(reading, "series", None)
+    return value, list(series) if series is not None else []
+
+
+def _counter(metric: Metric, ctx: Context, query: Query) -> dict[str, Any]:
+    result = metric.read(ctx)
+    keys = list(result.keys()) if hasattr(result, "keys") else []
+    rows = []
+    for key in keys:
+        value, series = _reading(result[key])
+        rows.append({"key": str(key), "value": jsonable(value), "series": jsonable(series)})
+    if query.sort == "key":
+        rows.sort(key=lambda r: r["key"], reverse=query.order == "desc")
+    else:
+        rows.sort(key=lambda r: r["key"])
+        rows.sort(key=_by_value, reverse=query.order == "desc")
+    return {
+        **_identity(metric),
+        "reachable": True,
+        "unique_keys": len(rows),
+        "rows": rows[: query.limit],
+    }
+
+
+def _by_value(row: dict[str, Any]) -> float:
+    value = row["value"]
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("-inf")
+
+
+def key_view(metric: Metric, ctx: Context, key: str, query: Query) -> dict[str, Any]:
+    """One key of one metric: a reservoir's samples (newest first, at most
+    ``limit``) and their histogram, or a counter's full reading."""
+    if metric.kind != "reservoir":
+        reading = metric.read(ctx)[key]
+        value, series = _reading(reading)
+        detail = reading.as_dict() if callable(getattr(reading, "as_dict", None)) else None
+        return {
+            **_identity(metric),
+            "key": key,
+            "value": jsonable(value),
+            "series": jsonable(series),
+            "detail": jsonable(detail),
+        }
+    config: Any = metric
+    result = config.read(ctx, period=query.period, key=key)
+    stored = config.normalize_key(key)
+    samples = result.samples(stored)
+    edges, counts = histogram_bins([value for _, value in samples])
+    return {
+        **_identity(config),
+        "key": key,
+        "stored_key": stored,
+        "key_name": config.key_name,
+        "value_units": config.value_units,
+        "period": query.period,
+        "reachable": result.reachable,
+        "row": jsonable(result.row(stored)) if samples else None,
+        "samples_total": len(samples),
+        "samples": jsonable([list(sample) for sample in reversed(samples[-query.limit :])]),
+        "histogram": {"edges": jsonable(edges), "counts": counts},
+    }
+
+
+def health_view(store: Store | None) -> dict[str, Any]:
+    """The flusher's own health and what the store is."""
+    store = store if store is not None else engine.store
+    flusher = dict(engine.health)
+    flusher.update(pending=engine.pending, flush_interval=engine.flush_interval, flush_mode=engine.flush_mode)
+    servers = None
+    if callable(getattr(store, "health", None)):
+        try:
+            servers = store.health()  # type: ignore[attr-defined]
+        except Exception:
+            log.exception("samplez dashboard: store health failed")
+    return {
+        "now": time.time(),
+        "flusher": jsonable(flusher),
+        "store": {
+            "kind": store.kind,
+            "description": store.describe(),
+            "shared": bool(store.shared),
+            "servers": jsonable(servers),
+        },
+    }
+
+
+# -- the calendar API -----------------------------------------------------------
+
+_DIGITS = {"year": re.compile(r"[0-9]{1,4}"), "part": re.compile(r"[0-9]{1,2}")}
+
+
+def parse_date(parts: Iterable[str | None]) -> tuple[int, int | None, int | None, int | None]:
+    """``(year, month, day, hour)`` from the path parts (``'02'`` and
+    ``'2'`` alike); :class:`ValueError` for an impossible date."""
+    year_text, month_text, day_text, hour_text = parts
+    if year_text is None or not _DIGITS["year"].fullmatch(year_text) or not 1 <= int(year_text) <= 9999:
+        raise ValueError(f"year must be 1-9999, got {year_text!r}")
+    year = int(year_text)
+
+    def part(label: str, text: str | None, low: int, high: int) -> int | None:
+        if text is None:
+            return None
+        if not _DIGITS["part"].fullmatch(text) or not low <= int(text) <= high:
+            raise ValueError(f"{label} must be {low}-{high}, got {text!r}")
+        return int(text)
+
+    month = part("month", month_text, 1, 12)
+    day = part("day", day_text, 1, calendar.monthrange(year, month)[1] if month else 31)
+    hour = part("hour", hour_text, 0, 23)
+    return year, month, day, hour
+
+
+def calendar_view(
+    metric: Metric, ctx: Context, key: str, year: int, month: int | None, day: int | None, hour: int | None
+) -> dict[str, Any] | None:
+    """The Bootic-style answer for one key (``'all'`` for every key), or
+    ``None`` when the counter has no such key."""
+    data = metric.read(ctx, year=year, month=month, day=day, hour=hour)
+    if key not in data:
+        return None
+    return {
+        "event": metric.name,
+        "key": key,
+        "year": year,
+        "month": month,
+        "day": day,
+        "hour": hour,
+        "data": jsonable(dict(data[key])),
+    }
