@@ -1,0 +1,113 @@
+"""Helpers shared by the bench scripts: a throwaway memcached, medians,
+and the results file every script writes.
+
+Run the scripts from the repository root (``./dev bench`` does); each one
+prints its figures and writes ``bench/results/<name>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Memcached:
+    """A memcached on a loopback port for the length of a ``with`` block."""
+
+    def __init__(self, memory_mb: int = 256, threads: int = 2) -> None:
+        self.port = free_port()
+        self.memory_mb = memory_mb
+        self.threads = threads
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Memcached:
+        args = [MEMCACHED, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0"]
+        args += ["-m", str(self.memory_mb), "-t", str(self.threads)]
+        if os.geteuid() == 0:
+            args += ["-u", "root"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("memcached did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def flush_all(self) -> None:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            sock.sendall(b"flush_all\r\n")
+            sock.recv(64)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max of repeated measurements."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
+
+
+def per_call(fn: Callable[[int], float], calls: int, repeats: int) -> list[float]:
+    """Seconds per call over ``repeats`` runs of ``fn(calls)``, which returns
+    the elapsed seconds of its timed part."""
+    return [fn(calls) / calls for _ in range(repeats)]
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write_results(name: str, figures: dict[str, Any], command: str) -> Path:
+    """Write ``bench/results/<name>.json`` with the figures, the command
+    that produced them and the machine they ran on."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"benchmark": name, "command": command, "machine": machine(), "figures": figures}
+    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    print(f"-> {path.relative_to(ROOT)}")
+    return path
+
+
+def verdict(value: float, target: float, lower_is_better: bool = True) -> str:
+    ok = value <= target if lower_is_better else value >= target
+    return "OK" if ok else "MISSED"

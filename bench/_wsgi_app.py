@@ -1,0 +1,49 @@
+"""The tiny WSGI app served by gunicorn in ``bench_throughput.py``.
+
+``BENCH_MODE`` picks what is served:
+
+* ``bare`` — the app alone;
+* ``wrapped`` — the same app making 3 ``samplez.set`` calls per request,
+  wrapped in the middleware with the background flusher (the design);
+* ``sync`` — the same as ``wrapped`` but applied to memcache after every
+  response (``flush='request'``), emulating the original design's
+  synchronous per-request flush.
+
+``SAMPLEZ_MEMCACHE`` names the memcached to use.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import samplez
+
+MODE = os.environ.get("BENCH_MODE", "bare")
+
+LATENCY = samplez.Config("tp_latency", period=300, samples=10_000, by_value=True, value_units="ms")
+POPULAR = samplez.Config("tp_popular", period=600, samples=10_000, by_value=True)
+STATUS = samplez.Config("tp_status", period=60, samples=1_000, by_value=True)
+BODY = b"hello, world\n"
+HEADERS = [("Content-Type", "text/plain"), ("Content-Length", str(len(BODY)))]
+
+
+def bare(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", HEADERS)
+    return [BODY]
+
+
+def sampling(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    path = environ.get("PATH_INFO", "/")
+    samplez.set(LATENCY, path, 1.5)
+    samplez.set(POPULAR, path)
+    samplez.set(STATUS, "200")
+    start_response("200 OK", HEADERS)
+    return [BODY]
+
+
+if MODE == "bare":
+    app: Any = bare
+else:
+    store = samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"])
+    app = samplez.Middleware(sampling, store=store, flush="request" if MODE == "sync" else "background")

@@ -1,0 +1,120 @@
+"""Flush cost: events applied per second by one flusher against a real
+memcached, and the round trips each flush took.
+
+    .venv/bin/python bench/bench_flush.py [--repeats 7] [--profile]
+
+Two workloads: 50 configs x 1,000 events (SPEC §4: <= 3 round trips per
+flush, counted here both by ``FlushSummary.round_trips`` and by counting the
+socket writes), and 3 configs x 10,000 events over 64 keys (a busy web
+worker's half second). ``--profile`` runs pyinstrument over the second one
+and prints where the flusher spends its time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import time
+from typing import Any
+
+from _common import Memcached, spread, verdict, write_results
+
+import samplez
+from samplez.engine import engine
+from samplez.store import wire
+
+
+class CountingSocket:
+    """Counts ``sendall`` calls: one per server per round trip."""
+
+    sends = 0
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def sendall(self, data: bytes) -> None:
+        CountingSocket.sends += 1
+        self._sock.sendall(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def count_socket_writes() -> None:
+    connect = wire.Connection._connect
+
+    def counted(self: wire.Connection) -> Any:
+        return CountingSocket(connect(self))
+
+    wire.Connection._connect = counted  # type: ignore[method-assign]
+
+
+def queue(configs: list[samplez.Config], events_each: int, keys: list[str]) -> int:
+    for config in configs:
+        for i in range(events_each):
+            samplez.set(config, keys[i % len(keys)], float(i % 997))
+    return len(configs) * events_each
+
+
+def measure(configs: list[samplez.Config], events_each: int, keys: list[str], repeats: int) -> dict[str, Any]:
+    rates, trips, writes, applied = [], [], [], []
+    for _ in range(repeats):
+        total = queue(configs, events_each, keys)
+        before = CountingSocket.sends
+        start = time.perf_counter()
+        summary = samplez.flush()
+        elapsed = time.perf_counter() - start
+        rates.append(summary.applied / elapsed)
+        trips.append(summary.round_trips)
+        writes.append(CountingSocket.sends - before)
+        applied.append(summary.applied / total)
+    return {
+        "events_per_flush": len(configs) * events_each,
+        "events_per_second": spread(rates),
+        "round_trips": spread(trips),
+        "socket_writes": spread(writes),
+        "applied_fraction": spread(applied),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--profile", action="store_true", help="profile the busy-worker flush with pyinstrument")
+    args = parser.parse_args()
+    count_socket_writes()
+    wide = [samplez.Config(f"flush_wide_{i}", period=600, samples=1_000, by_value=True) for i in range(50)]
+    busy = [
+        samplez.Config("flush_latency", period=300, samples=10_000, by_value=True),
+        samplez.Config("flush_popular", period=600, samples=10_000, by_value=True),
+        samplez.Config("flush_status", period=60, samples=1_000, by_value=True),
+    ]
+    keys = [f"/item/{i}" for i in range(64)]
+    with Memcached() as server:
+        samplez.configure(store=samplez.MemcacheStore(server.address), flush="request", max_pending=1_000_000)
+        queue(busy, 100, keys)
+        samplez.flush()  # warm up the connection
+        figures = {
+            "wide_50x1000": measure(wide, 1_000, keys, args.repeats),
+            "busy_3x10000": measure(busy, 10_000, keys, args.repeats),
+        }
+        if args.profile:
+            from pyinstrument import Profiler
+
+            queue(busy, 10_000, keys)
+            with Profiler(interval=0.0005) as profiler:
+                samplez.flush()
+            print(profiler.output_text(unicode=True, color=False, show_all=False))
+        engine.stop()
+
+    for name, f in figures.items():
+        rate, trips, writes = f["events_per_second"]["median"], f["round_trips"]["max"], f["socket_writes"]["max"]
+        print(
+            f"{name:14s} {f['events_per_flush']:6d} events/flush  {rate:10,.0f} events/s"
+            f"  round trips {trips:.0f} (socket writes {writes:.0f})  [{verdict(trips, 3)} <= 3]"
+        )
+    write_results("flush", figures, "python bench/bench_flush.py")
+
+
+if __name__ == "__main__":
+    main()

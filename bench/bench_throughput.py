@@ -1,0 +1,161 @@
+"""Throughput and latency under wrk: gunicorn (2 sync workers) on loopback
+serving a tiny app bare, wrapped by samplez (3 ``set`` calls per request,
+MemcacheStore on a memcached started here, background flusher), and
+wrapped with the original design's synchronous per-request flush.
+
+    .venv/bin/python bench/bench_throughput.py [--rounds 5] [--seconds 5]
+
+The three servers run side by side and wrk visits them in turn, round after
+round, so drifts of the shared machine hit every mode alike; figures are
+medians over the rounds. Target (SPEC §4): wrapped >= 0.97 x bare.
+Writes ``bench/results/throughput.json`` and ``throughput.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _common import RESULTS, ROOT, Memcached, free_port, median, spread, verdict, write_results
+
+MODES = ("bare", "wrapped", "sync")
+LABELS = {"bare": "bare app", "wrapped": "samplez (background flush)", "sync": "synchronous flush per request"}
+PERCENTILES = ("50%", "75%", "90%", "99%")
+WRK = shutil.which("wrk") or "/usr/bin/wrk"
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+
+def start_gunicorn(mode: str, port: int, memcache: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, BENCH_MODE=mode, SAMPLEZ_MEMCACHE=memcache, PYTHONPATH=str(ROOT))
+    args = [GUNICORN, "-w", "2", "-k", "sync", "-b", f"127.0.0.1:{port}", "--chdir", str(ROOT / "bench")]
+    args += ["--log-level", "warning", "_wsgi_app:app"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"gunicorn ({mode}) exited with {proc.returncode}") from None
+            time.sleep(0.05)
+    raise RuntimeError(f"gunicorn ({mode}) did not start")
+
+
+def _duration(text: str) -> float:
+    """wrk's '1.23ms' / '850.00us' / '1.02s' as milliseconds."""
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+
+def run_wrk(port: int, seconds: int, connections: int) -> dict[str, float]:
+    args = [WRK, "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency", f"http://127.0.0.1:{port}/item/1"]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    for pct in PERCENTILES:
+        found = re.search(rf"^\s+{re.escape(pct)}\s+(\S+)", out, re.M)
+        figures[f"p{pct[:-1]}_ms"] = _duration(found.group(1)) if found else float("nan")
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    figures["non_2xx"] = float(errors.group(1)) if errors else 0.0
+    figures["socket_errors"] = socket_errors.group(1) if socket_errors else ""  # type: ignore[assignment]
+    return figures
+
+
+def chart(figures: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"bare": "#8c8c8c", "wrapped": "#2b7bba", "sync": "#d95f02"}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    rps = [figures[m]["rps"]["median"] for m in MODES]
+    bars = left.bar([LABELS[m] for m in MODES], rps, color=[colors[m] for m in MODES])
+    left.bar_label(bars, labels=[f"{v:,.0f}" for v in rps])
+    left.set_ylabel("requests / s (median of rounds)")
+    left.set_title("Throughput: gunicorn -w 2 + wrk, loopback")
+    left.tick_params(axis="x", labelsize=8)
+    xs = range(len(PERCENTILES))
+    width = 0.27
+    for i, mode in enumerate(MODES):
+        values = [figures[mode][f"p{p[:-1]}_ms"]["median"] for p in PERCENTILES]
+        right.bar([x + (i - 1) * width for x in xs], values, width, label=LABELS[mode], color=colors[mode])
+    right.set_xticks(list(xs), [f"p{p[:-1]}" for p in PERCENTILES])
+    right.set_ylabel("request latency, ms (median of rounds)")
+    right.set_title("Latency percentiles under wrk")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    print(f"-> {path.relative_to(ROOT)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args()
+
+    runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
+    with Memcached() as server:
+        ports = {mode: free_port() for mode in MODES}
+        procs = {mode: start_gunicorn(mode, ports[mode], server.address) for mode in MODES}
+        try:
+            for mode in MODES:  # warm up every worker
+                run_wrk(ports[mode], 1, args.connections)
+            for round_number in range(args.rounds):
+                order = MODES if round_number % 2 == 0 else MODES[::-1]
+                for mode in order:
+                    result = run_wrk(ports[mode], args.seconds, args.connections)
+                    runs[mode].append(result)
+                    rps, p99 = result["rps"], result["p99_ms"]
+                    print(f"round {round_number + 1} {mode:8s} {rps:9.0f} req/s  p99 {p99:.2f} ms")
+        finally:
+            for proc in procs.values():
+                proc.terminate()
+            for proc in procs.values():
+                proc.wait(timeout=20)
+
+    figures: dict[str, dict[str, dict[str, float]]] = {}
+    for mode in MODES:
+        figures[mode] = {
+            field: spread([r[field] for r in runs[mode]]) for field in ("rps", *(f"p{p[:-1]}_ms" for p in PERCENTILES))
+        }
+        figures[mode]["non_2xx"] = spread([r["non_2xx"] for r in runs[mode]])
+    # Ratios per round (same round = same machine weather), then the median.
+    ratio = median([w["rps"] / b["rps"] for w, b in zip(runs["wrapped"], runs["bare"])])
+    sync_ratio = median([s["rps"] / b["rps"] for s, b in zip(runs["sync"], runs["bare"])])
+    p99_gain = median([s["p99_ms"] / w["p99_ms"] for s, w in zip(runs["sync"], runs["wrapped"])])
+    summary = {
+        "wrapped_x_bare_rps": ratio,
+        "sync_x_bare_rps": sync_ratio,
+        "sync_p99_x_wrapped_p99": p99_gain,
+        "rounds": args.rounds,
+        "seconds_per_run": args.seconds,
+        "connections": args.connections,
+        "workers": 2,
+    }
+    for mode in MODES:
+        f = figures[mode]
+        print(
+            f"{LABELS[mode]:32s} {f['rps']['median']:9.0f} req/s  p50 {f['p50_ms']['median']:.2f} ms"
+            f"  p99 {f['p99_ms']['median']:.2f} ms"
+        )
+    print(f"wrapped / bare throughput  {ratio:.3f}  [{verdict(ratio, 0.97, lower_is_better=False)} >= 0.97]")
+    print(f"sync-flush / bare          {sync_ratio:.3f};  sync p99 / wrapped p99 {p99_gain:.2f}x")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    chart(figures, RESULTS / "throughput.png")
+    write_results("throughput", {"summary": summary, **figures}, "python bench/bench_throughput.py")
+
+
+if __name__ == "__main__":
+    main()
