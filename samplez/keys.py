@@ -47,7 +47,9 @@ class KeySpace:
 
 def encode_sample(key: str, when: float, value: float) -> bytes:
     """A reservoir slot: version byte, time, value, then the key in UTF-8."""
-    return _VERSION_BYTE + _SAMPLE.pack(when, value) + key.encode("utf-8", "surrogatepass")
+    # A lone surrogate (from a bad decode upstream) becomes "?": the slot
+    # must decode as UTF-8 or the sample would be skipped when read.
+    return _VERSION_BYTE + _SAMPLE.pack(when, value) + key.encode("utf-8", "replace")
 
 
 def decode_sample(raw: bytes) -> tuple[str, float, float] | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generator, Iterable, Sequence
@@ -69,10 +70,20 @@ class Context:
 # -- checks -----------------------------------------------------------------
 
 
+_FLOAT_MAX = int(sys.float_info.max)
+
+
+def _shown(value: object) -> str:
+    """``repr`` of a bad value, short (and safe for ints of any size)."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an int of {value.bit_length()} bits"
+    return repr(value)[:80]
+
+
 def positive_int(label: str, value: object, maximum: int | None = None) -> int:
     if type(value) is not int or value < 1 or (maximum is not None and value > maximum):
         bound = f" and <= {maximum}" if maximum is not None else ""
-        raise ConfigError(f"{label} must be an int > 0{bound}, got {value!r}")
+        raise ConfigError(f"{label} must be an int > 0{bound}, got {_shown(value)}")
     return value
 
 
@@ -80,32 +91,42 @@ def text(label: str, value: object, allow_none: bool = False) -> str | None:
     if value is None and allow_none:
         return None
     if not isinstance(value, str):
-        raise ConfigError(f"{label} must be a str, got {value!r}")
+        raise ConfigError(f"{label} must be a str, got {_shown(value)}")
     return value
 
 
 def check_number(value: object) -> None:
-    """An int or a finite float (``bool`` is not a number here)."""
+    """An int or a finite float (``bool`` is not a number here); samples are
+    stored as floats, so an int must fit one."""
     kind = type(value)
-    if kind is int:
+    if kind is int and -_FLOAT_MAX <= value <= _FLOAT_MAX:  # type: ignore[operator]
         return
     if kind is float or (isinstance(value, (int, float)) and not isinstance(value, bool)):
-        if not math.isfinite(value):  # type: ignore[arg-type]
-            raise ValueError(f"samplez value must be finite, got {value!r}")
+        try:
+            finite = math.isfinite(value)  # type: ignore[arg-type]
+        except OverflowError:  # an int past the float range
+            finite = False
+        if not finite:
+            raise ValueError(f"samplez value must be finite (a float), got {_shown(value)}")
         return
-    raise TypeError(f"samplez value must be an int or a float, got {kind.__name__} {value!r}")
+    raise TypeError(f"samplez value must be an int or a float, got {kind.__name__} {_shown(value)}")
 
 
 def check_int(value: object) -> None:
-    """An int: memcache ``incr`` is integral."""
+    """An int within memcached's 64-bit ``incr``: memcache counters are
+    integral and unsigned 64-bit."""
     if type(value) is not int and (not isinstance(value, int) or isinstance(value, bool)):
         raise TypeError(f"this counter adds ints (memcache incr is integral), got {type(value).__name__} {value!r}")
+    if not -(2**64) < value < 2**64:  # type: ignore[operator]
+        raise ValueError(f"counter values must fit memcached's 64-bit incr, got {_shown(value)}")
 
 
 def check_item(value: object) -> None:
     """An item to count once: a str or an int."""
     if not isinstance(value, (str, int)) or isinstance(value, bool):
-        raise TypeError(f"unique counters take a str or int item, got {type(value).__name__} {value!r}")
+        raise TypeError(f"unique counters take a str or int item, got {type(value).__name__} {_shown(value)}")
+    if isinstance(value, int) and value.bit_length() > 1024:  # str() of it could fail at flush
+        raise ValueError(f"int items must be below 2**1024, got {_shown(value)}")
 
 
 def check_bit(value: object) -> None:
@@ -137,7 +158,7 @@ class Metric:
 
     def __init__(self, name: str, title: str | None = None) -> None:
         if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-            raise ConfigError(f"name must be 1-64 characters of [A-Za-z0-9_.-], got {name!r}")
+            raise ConfigError(f"name must be 1-64 characters of [A-Za-z0-9_.-], got {_shown(name)}")
         self.name = name
         self.title = text("title", title, allow_none=True) or name
         self._samplez_targets: tuple[Metric, ...] = (self,)

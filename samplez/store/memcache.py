@@ -31,6 +31,10 @@ def _parse_server(server: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _seconds(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 class _Node:
     """One server: a small pool of idle connections and its health."""
 
@@ -98,8 +102,10 @@ class MemcacheStore(Store):
         if not names:
             raise ConfigError("servers must name at least one memcached, got none")
         for value, label in ((connect_timeout, "connect_timeout"), (timeout, "timeout")):
-            if not isinstance(value, (int, float)) or not 0 < value <= 60:
+            if not _seconds(value) or not 0 < value <= 60:
                 raise ConfigError(f"{label} must be a number of seconds in (0, 60], got {value!r}")
+        if not _seconds(dead_timeout) or not 0 <= dead_timeout <= 3600:
+            raise ConfigError(f"dead_timeout must be a number of seconds in [0, 3600], got {dead_timeout!r}")
         self.dead_timeout = float(dead_timeout)
         self._nodes: dict[str, _Node] = {}
         for server in names:
