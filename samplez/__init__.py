@@ -19,6 +19,16 @@ from .batch import set
 from .config import Config
 from .constants import *  # noqa: F403
 from .constants import __all__ as _constants
+from .counters import (
+    BitmapCounter,
+    CalendarCounter,
+    CounterResult,
+    HyperLogLogCounter,
+    RollingCounter,
+    RollingMax,
+    SteppedCounter,
+    UniqueCounter,
+)
 from .engine import FlushSummary
 from .errors import ConfigError, SamplezError, StoreError
 from .metric import Section, unregister
@@ -29,18 +39,26 @@ from .store import MemcacheStore, MemoryStore, Store
 __version__ = "0.1.0"
 
 __all__ = [
+    "BitmapCounter",
+    "CalendarCounter",
     "Config",
     "ConfigError",
+    "CounterResult",
     "Dashboard",
     "FlushSummary",
+    "HyperLogLogCounter",
     "MemcacheStore",
     "MemoryStore",
     "Middleware",
+    "RollingCounter",
+    "RollingMax",
     "SampleResult",
     "SamplezError",
     "Section",
+    "SteppedCounter",
     "Store",
     "StoreError",
+    "UniqueCounter",
     "configure",
     "flush",
     "get",

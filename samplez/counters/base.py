@@ -1,0 +1,196 @@
+"""What every counter shares: the bounded key index, the lazy result
+mapping the dashboard reads, and the add-then-incr write with its repair.
+
+The dashboard contract, held by every counter:
+
+* ``samplez.get(counter)`` returns a :class:`CounterResult`: ``.metric``
+  (the counter), ``.keys()`` (the index's keys, most relevant first, i.e.
+  by ``display_value`` descending), ``result[key]`` (a reading; a key not
+  listed is read from its own data, a key never seen reads as zero) and
+  ``.as_dict()`` (JSON-ready ``{key: {field: value}}``).
+* every reading is a :class:`Reading`: ``.display_value`` (the one number
+  to show) and ``.series`` (numbers, oldest first, for a sparkline).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Generator, Iterator, Sequence
+
+from ..errors import ConfigError
+from ..keys import digest
+from ..metric import Context, Event, Metric, Outcome, check_int, positive_int
+from ..store.base import REFUSED, Op, add, incr, is_failure, set_
+from .index import OTHER, Admission, KeyIndex
+
+__all__ = ["Counter", "CounterResult", "Reading", "check_count", "count_of", "settle_counts"]
+
+#: Upper bound of ``max_keys``: the index is one memcache value (< 1 MB).
+MAX_KEYS = 1000
+#: Seconds every key outlives what its counter must remember (clock skew,
+#: a slow flush).
+MARGIN = 60
+
+
+def check_count(value: object) -> None:
+    """An int >= 0: counters only go up (memcache ``incr`` is unsigned)."""
+    check_int(value)
+    if value < 0:  # type: ignore[operator]
+        raise ValueError(f"counters add ints >= 0, got {value!r}")
+
+
+def count_of(raw: object) -> int:
+    """A stored counter's value; 0 for a missing or foreign (garbage) value."""
+    if isinstance(raw, bytes):
+        digits = raw.strip()
+        if digits.isdigit() and len(digits) < 20:
+            return int(digits)
+    return 0
+
+
+def seconds(label: str, value: object) -> int:
+    """A whole number of seconds > 0 (floats like ``60.0`` are accepted)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return positive_int(label, value)
+
+
+@dataclass
+class Reading:
+    """One key's numbers; subclasses add their fields."""
+
+    @property
+    def display_value(self) -> float:
+        raise NotImplementedError
+
+    @property
+    def series(self) -> list[float]:
+        raise NotImplementedError
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["display_value"] = self.display_value
+        data["series"] = self.series
+        return data
+
+
+class CounterResult:
+    """``samplez.get(counter)``: a mapping from key to reading, lazy for
+    keys the index does not list (see the module docstring)."""
+
+    def __init__(self, metric: Counter, listed: list[str], load: Callable[[list[str]], dict[str, Reading]]) -> None:
+        self.metric = metric
+        self._load = load
+        self._readings = load(listed) if listed else {}
+        self._listed = sorted(
+            self._readings, key=lambda key: (key == OTHER, -(self._readings[key].display_value or 0), key)
+        )
+
+    def keys(self) -> list[str]:
+        return list(self._listed)
+
+    def __getitem__(self, key: str) -> Reading:
+        if not isinstance(key, str):
+            raise TypeError(f"counter keys are str, got {type(key).__name__} {key!r}")
+        key = self.metric.normalize_key(key)
+        reading = self._readings.get(key)
+        if reading is None:
+            reading = self._readings[key] = self._load([key])[key]
+        return reading
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._listed
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self._listed)
+
+    def items(self) -> list[tuple[str, Reading]]:
+        return [(key, self[key]) for key in self._listed]
+
+    def values(self) -> list[Reading]:
+        return [self[key] for key in self._listed]
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {key: self[key].as_dict() for key in self._listed}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self.metric!r}: {len(self)} keys>"
+
+
+class Counter(Metric):
+    """Base of every counter: the name, ``max_keys`` and the key index.
+
+    Subclasses set ``ttl`` (seconds every data key must live) before
+    calling :meth:`_setup_index`, and implement ``apply``/``read``.
+    """
+
+    kind = "counter"
+    check_value = staticmethod(check_count)
+    ttl: int
+
+    def __init__(self, name: str, max_keys: int = 100, title: str | None = None) -> None:
+        super().__init__(name, title)
+        self.max_keys = positive_int("max_keys", max_keys, MAX_KEYS)
+
+    def _setup_index(self) -> None:
+        self.index = KeyIndex(self.name, self.max_keys, self.ttl)
+        self._register()
+
+    def data_key(self, ctx: Context, key: str, *parts: object) -> str:
+        """The memcache key of one piece of ``key``'s data (``key`` hashed)."""
+        return ctx.space.key(self.name, digest(key), *parts)
+
+    def admit(self, events: Sequence[Event], ctx: Context) -> Generator[list[Op], list[Any], Admission]:
+        keys = list(dict.fromkeys(self.normalize_key(event[1]) for event in events))
+        return (yield from self.index.admit(keys, ctx))
+
+    def listed(self, ctx: Context) -> list[str]:
+        return self.index.read(ctx)
+
+
+def count_ops(key: str, amount: int, ttl: int, start: int = 0) -> list[Op]:
+    """Add ``amount`` to a counter, creating it at ``start`` if missing: an
+    ``add`` then an ``incr`` in one pipeline, so no writer ever races the
+    creation."""
+    return [add(key, str(start).encode(), ttl), incr(key, amount)]
+
+
+def settle_counts(
+    writes: list[tuple[str, int, list[Event]]], results: list[Any], ttl: int, outcome: Outcome, start: int = 0
+) -> list[Op]:
+    """Account for ``count_ops`` results (two per write, in order); returns
+    the ``set`` ops that repair counters holding foreign bytes."""
+    repairs: list[Op] = []
+    for (key, amount, events), result in zip(writes, results[1::2]):
+        if isinstance(result, int):
+            outcome.applied += len(events)
+        elif result is REFUSED:
+            # Someone else's bytes sit under our counter: start it again.
+            repairs.append(set_(key, str(start + amount).encode(), ttl))
+            outcome.applied += len(events)
+        elif result is None:  # evicted between add and incr: try next flush
+            outcome.retry.extend(events)
+        else:
+            outcome.failed += len(events)
+    return repairs
+
+
+def settle_repairs(repairs: list[Op], results: list[Any], outcome: Outcome) -> None:
+    lost = sum(1 for result in results if is_failure(result))
+    outcome.failed += lost
+
+
+def ttl_for(remember: float) -> int:
+    """A TTL covering ``remember`` seconds plus the margin."""
+    return int(math.ceil(remember)) + MARGIN
+
+
+def config_error(label: str, message: str, value: object) -> ConfigError:
+    return ConfigError(f"{label} {message}, got {value!r}")
