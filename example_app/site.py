@@ -2,8 +2,9 @@
 samplez the way a production site would be.
 
 Per request (``before_request``/``after_request``): latency per endpoint,
-request rate, errors by status code. In the views: popular pages, outbound
-links by domain, page views per shop account. Every ``samplez.set`` is an
+request rate, errors by status code, unique and daily active visitors. In
+the views: popular pages, outbound links by domain, page views, visitors and
+orders per shop account. Every ``samplez.set`` is an
 in-memory append; the middleware's flusher thread talks to the store.
 """
 
@@ -38,10 +39,26 @@ def _before() -> None:
     g.samplez_started = time.perf_counter()
 
 
+def _visitor() -> tuple[str, int | None]:
+    """The visitor's id: the ``uid`` cookie (a user number) if any, else
+    the client address."""
+    uid = request.cookies.get("uid", "")
+    if uid.isdigit() and len(uid) < 10:
+        return f"user:{uid}", int(uid)
+    return f"addr:{request.remote_addr}", None
+
+
 def _after(response: Response) -> Response:
     elapsed_ms = (time.perf_counter() - g.get("samplez_started", time.perf_counter())) * 1000
     endpoint = _endpoint()
-    samplez.set(metrics.LATENCY, endpoint, elapsed_ms)
+    samplez.set(metrics.LATENCY, endpoint, elapsed_ms)  # reservoir + rolling max
+    samplez.set(metrics.REQUESTS, endpoint)
+    if response.status_code >= 400:
+        samplez.set(metrics.ERRORS, str(response.status_code))
+    visitor, user_number = _visitor()
+    samplez.set(metrics.VISITORS_HLL, "site", visitor)
+    if user_number is not None:
+        samplez.set(metrics.DAILY_ACTIVES, "site", user_number)
     return response
 
 
@@ -64,11 +81,14 @@ def content(item: int) -> str:
 def product(account: str, item: int) -> str:
     _work("product")
     samplez.set(metrics.POPULAR, request.base_url)
+    samplez.set(metrics.PAGEVIEWS, account)
+    samplez.set(metrics.SHOP_VISITORS, account, _visitor()[0])
     return f"<!doctype html><title>{item}</title><h1>Product {item}</h1>"
 
 
 def checkout(account: str) -> Any:
     _work("checkout")
+    samplez.set(metrics.ORDERS, account)
     return jsonify(account=account, ordered=True)
 
 
@@ -125,4 +145,4 @@ def create_app(store: samplez.Store | None = None, **options: Any) -> samplez.Mi
     app.register_error_handler(DemoError, _server_error)
     if store is not None:
         options["store"] = store
-    return samplez.Middleware(app.wsgi_app, sections=list(metrics.SECTIONS), **options)
+    return samplez.Middleware(app.wsgi_app, sections=metrics.SECTIONS, **options)
