@@ -156,7 +156,9 @@ def key_view(metric: Metric, ctx: Context, key: str, query: Query) -> dict[str, 
             "detail": jsonable(detail),
         }
     config: Any = metric
-    result = config.read(ctx, period=query.period, key=key)
+    # Read the whole period, not key=: the key's share and frequency need
+    # the other keys' samples.
+    result = config.read(ctx, period=query.period)
     stored = config.normalize_key(key)
     samples = result.samples(stored)
     edges, counts = histogram_bins([value for _, value in samples])
@@ -228,9 +230,11 @@ def calendar_view(
     metric: Metric, ctx: Context, key: str, year: int, month: int | None, day: int | None, hour: int | None
 ) -> dict[str, Any] | None:
     """The Bootic-style answer for one key (``'all'`` for every key), or
-    ``None`` when the counter has no such key."""
+    ``None`` when the counter has no such key: not in its key index and no
+    count of its own (the index may have been evicted, the data not)."""
     data = metric.read(ctx, year=year, month=month, day=day, hour=hour)
-    if key not in data:
+    segments = data.get(key)
+    if segments is None or (key not in data and not any(segments.values())):
         return None
     return {
         "event": metric.name,
@@ -239,5 +243,5 @@ def calendar_view(
         "month": month,
         "day": day,
         "hour": hour,
-        "data": jsonable(dict(data[key])),
+        "data": jsonable(dict(segments)),
     }
