@@ -70,19 +70,19 @@ TEMPLATE_DIRS = (os.path.join(_HERE, "templates"), os.path.join(os.path.dirname(
 
 _DATE_PARTS = ("year", "month", "day", "hour")
 _TRACK = "/api/stats/track/<key>/<name>/<year>"
-URL_MAP = Map(
-    [
-        Rule("/", endpoint="index"),
-        Rule("/health", endpoint="health"),
-        Rule("/config/<name>", endpoint="metric"),
-        Rule("/config/<name>/key", endpoint="key"),
-        Rule("/static/samplez.css", endpoint="css"),
-        Rule(_TRACK, endpoint="calendar", defaults={"month": None, "day": None, "hour": None}),
-        Rule(_TRACK + "/<month>", endpoint="calendar", defaults={"day": None, "hour": None}),
-        Rule(_TRACK + "/<month>/<day>", endpoint="calendar", defaults={"hour": None}),
-        Rule(_TRACK + "/<month>/<day>/<hour>", endpoint="calendar"),
-    ]
-)
+ROUTES = [
+    ("/", "index", None),
+    ("/health", "health", None),
+    ("/config/<name>", "metric", None),
+    ("/config/<name>/key", "key", None),
+    ("/static/samplez.css", "css", None),
+    (_TRACK, "calendar", {"month": None, "day": None, "hour": None}),
+    (_TRACK + "/<month>", "calendar", {"day": None, "hour": None}),
+    (_TRACK + "/<month>/<day>", "calendar", {"hour": None}),
+    (_TRACK + "/<month>/<day>/<hour>", "calendar", None),
+]
+# Read-only pages: anything but GET (and HEAD) is a 405.
+URL_MAP = Map([Rule(path, endpoint=name, defaults=defaults, methods=["GET"]) for path, name, defaults in ROUTES])
 
 
 @functools.cache
@@ -170,7 +170,7 @@ class Dashboard:
             return refused
         request = Request(environ)
         adapter = URL_MAP.bind_to_environ(environ)
-        as_json = request.args.get("format") == "json"
+        as_json = request.args.get("format") == "json" or request.path.startswith("/api/")
         try:
             endpoint, values = adapter.match()
             if endpoint == "css":
