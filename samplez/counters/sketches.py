@@ -67,6 +67,13 @@ def _settle_merges(pending: list[list[Event]], results: list[Any], outcome: Outc
             outcome.failed += len(batch)
 
 
+def _hll_item(item: str | int) -> str | int:
+    """DataSketches hashes ints as 64-bit; a bigger one goes in as text."""
+    if isinstance(item, int) and not -(2**63) <= item < 2**63:
+        return f"int:{item}"
+    return item
+
+
 class HyperLogLogCounter(Stepped):
     """Estimates distinct items per key per step with a HyperLogLog sketch
     (Apache DataSketches), merged into memcache with compare-and-swap.
@@ -128,7 +135,7 @@ class HyperLogLogCounter(Stepped):
         for (key, index), batch in self._group(events, admission.stored, outcome).items():
             sketch = hll_sketch(self.precision, tgt_hll_type.HLL_4)
             for event in batch:
-                sketch.update(event[2])
+                sketch.update(_hll_item(event[2]))
             groups.append((self.count_key(ctx, key, index), sketch, batch))
         results = yield admission.ops + [gets(key) for key, _, _ in groups]
         admission.settle(results[: len(admission.ops)])

@@ -226,23 +226,24 @@ class UniqueCounter(Stepped):
         groups = self._group(events, admission.stored, outcome)
         counts: list[str] = []
         markers: list[tuple[int, list[Event]]] = []
-        ops: list[Op] = list(admission.ops)
+        probes: list[Op] = []
+        marks: list[Op] = []
         for g, ((key, index), batch) in enumerate(groups.items()):
             count = self.count_key(ctx, key, index)
             counts.append(count)
             # Probe the count now (incr 0), so foreign bytes are repaired in
             # the next round instead of needing a fourth.
-            ops += [add(count, b"0", self.ttl), incr(count, 0)]
+            probes += [add(count, b"0", self.ttl), incr(count, 0)]
             items: dict[str, list[Event]] = {}
             for event in batch:
                 items.setdefault(item_digest(event[2]), []).append(event)
             for item, same in items.items():
-                ops.append(add(self.data_key(ctx, key, index, "m", item), b"1", self.ttl))
+                marks.append(add(self.data_key(ctx, key, index, "m", item), b"1", self.ttl))
                 markers.append((g, same))
-        results = yield ops
+        results = yield admission.ops + probes + marks
         admission.settle(results[: len(admission.ops)])
         results = results[len(admission.ops) :]
-        probes = results[1 : 2 * len(counts) : 2]
+        found = results[1 : 2 * len(counts) : 2]
         fresh = [0] * len(counts)
         touched: list[list[Event]] = [[] for _ in counts]
         for (g, same), stored in zip(markers, results[2 * len(counts) :]):
@@ -255,7 +256,7 @@ class UniqueCounter(Stepped):
                 outcome.failed += len(same)
         writes: list[Op] = []
         pending: list[list[Event]] = []
-        for count, probe, amount, same in zip(counts, probes, fresh, touched):
+        for count, probe, amount, same in zip(counts, found, fresh, touched):
             if not amount:
                 continue
             writes.append(set_(count, str(amount).encode(), self.ttl) if probe is REFUSED else incr(count, amount))

@@ -1,0 +1,187 @@
+"""What every counter shares: the bounded key index and ``(other)``, reads
+that do not need the index, foreign bytes in memcache, the dashboard's
+result contract, the round-trip budget and exactness across processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from urllib.parse import unquote
+
+import pytest
+
+import samplez
+from samplez.counters import OTHER, Counter, CounterResult
+from samplez.engine import engine
+from samplez.store.base import delete, set_
+from tests.conftest import Clock, unique_name
+
+T0 = 1_800_000_000
+
+
+def flush() -> samplez.FlushSummary:
+    summary = samplez.flush()
+    assert summary.dropped == 0, summary
+    return summary
+
+
+def every_kind(max_keys: int = 100) -> list[Counter]:
+    return [
+        samplez.RollingCounter(unique_name("rolling"), window=60, max_keys=max_keys),
+        samplez.RollingMax(unique_name("max"), window=60, max_keys=max_keys),
+        samplez.SteppedCounter(unique_name("stepped"), step=60, max_keys=max_keys),
+        samplez.UniqueCounter(unique_name("unique"), step=60, max_keys=max_keys),
+        samplez.HyperLogLogCounter(unique_name("hll"), step=60, max_keys=max_keys),
+        samplez.BitmapCounter(unique_name("bitmap"), step=60, max_keys=max_keys),
+        samplez.CalendarCounter(unique_name("calendar"), max_keys=max_keys),
+    ]
+
+
+def value_of(result: CounterResult, key: str) -> float:
+    return result[key].display_value
+
+
+@pytest.mark.usefixtures("samplez_on")
+@pytest.mark.parametrize("index", range(7), ids=[c.kind for c in every_kind()])
+def test_keys_past_max_keys_are_counted_as_other(index: int) -> None:
+    counter = every_kind(max_keys=3)[index]
+    for n, key in enumerate(["a", "b", "c", "d", "e", "a"]):
+        samplez.set(counter, key, n + 1)
+    flush()
+    samplez.set(counter, "f", 7)  # a later flush: the cached index says full
+    flush()
+    result = samplez.get(counter)
+    listed = [key for key in result.keys() if key != "all"]
+    assert sorted(listed[:3]) == ["a", "b", "c"] and listed[3] == OTHER
+    assert value_of(result, "d") == 0  # its counts went to (other)
+    if counter.kind in ("rolling", "stepped", "calendar"):
+        assert value_of(result, OTHER) == 4 + 5 + 7
+        assert value_of(result, "a") == 1 + 6
+    elif counter.kind == "rolling_max":
+        assert value_of(result, OTHER) == 7
+    else:  # distinct items: (other) saw 4, 5 and 7
+        assert value_of(result, OTHER) == 3
+
+
+@pytest.mark.usefixtures("samplez_on")
+@pytest.mark.parametrize("index", range(7), ids=[c.kind for c in every_kind()])
+def test_a_key_reads_its_own_data_when_the_index_is_gone(index: int, clock: Clock) -> None:
+    counter = every_kind()[index]
+    samplez.set(counter, "kept", 3)
+    flush()
+    before = value_of(samplez.get(counter), "kept")
+    engine.store.execute([delete(counter.index.key(engine.context()))])
+    result = samplez.get(counter)
+    assert "kept" not in result.keys()
+    assert value_of(result, "kept") == before > 0
+    clock.advance(31)  # the cached index is refreshed: the next write lists the key again
+    samplez.set(counter, "kept", 4)
+    flush()
+    assert "kept" in samplez.get(counter).keys()
+
+
+@pytest.mark.usefixtures("samplez_on")
+@pytest.mark.parametrize("index", range(7), ids=[c.kind for c in every_kind()])
+def test_garbage_bytes_are_skipped_and_writes_recover(index: int, request: pytest.FixtureRequest, clock: Clock) -> None:
+    counter = every_kind()[index]
+    samplez.set(counter, "k", 2)
+    flush()
+    prefix = engine.context().space.key(counter.name)
+    if isinstance(engine.store, samplez.MemoryStore):
+        ours = [key for key in engine.store._data if key.startswith(prefix + ":")]
+    else:
+        ours = _memcached_keys(request.getfixturevalue("memcached").port, prefix)
+    assert ours, "the counter wrote nothing under its prefix"
+    engine.store.execute([set_(key, b"\xffgarbage\r\nnot ours", 600) for key in ours])
+    result = samplez.get(counter)
+    assert value_of(result, "k") == 0 and result.keys() in ([], ["all"])
+    clock.advance(31)  # past the cached index: the garbled index is rewritten
+    samplez.set(counter, "k", 5)
+    flush()
+    samplez.set(counter, "k", 1)
+    flush()
+    recovered = samplez.get(counter)
+    assert "k" in recovered.keys()
+    expected = {"rolling": 6, "stepped": 6, "calendar": 6, "rolling_max": 5}.get(counter.kind, 2)
+    assert value_of(recovered, "k") == expected
+
+
+def _memcached_keys(port: int, prefix: str) -> list[str]:
+    """Every key under ``prefix`` in the memcached on ``port``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"lru_crawler metadump all\r\n")
+        data = b""
+        while not data.endswith(b"END\r\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    keys = [unquote(line.split(b" ")[0][4:].decode()) for line in data.splitlines() if line.startswith(b"key=")]
+    return [key for key in keys if key.startswith(prefix + ":")]
+
+
+@pytest.mark.usefixtures("samplez_on")
+def test_one_flush_of_every_kind_and_reservoirs_takes_at_most_3_round_trips() -> None:
+    counters = every_kind()
+    config = samplez.Config(unique_name("res"), period=60, samples=100, by_value=True)
+    section = samplez.Section("all", *counters, config)
+    for round_ in range(3):
+        for i in range(200):
+            samplez.set(section, f"key{i % 20}", i + round_)
+        summary = flush()
+        assert summary.round_trips <= 3, summary
+        assert summary.applied == 200 * 8 and summary.errors == 0, summary
+
+
+@pytest.mark.usefixtures("samplez_on")
+def test_results_hold_the_dashboard_contract() -> None:
+    for counter in every_kind():
+        for key, value in (("big", 9), ("small", 1), ("big", 2)):
+            samplez.set(counter, key, value)
+        flush()
+        result = samplez.get(counter)
+        assert result.metric is counter
+        keys = [key for key in result.keys() if key != "all"]
+        assert keys == ["big", "small"], (counter, keys)
+        data = json.loads(json.dumps(result.as_dict()))
+        assert set(data) == set(result.keys())
+        for key in result.keys():
+            reading = result[key]
+            assert isinstance(reading.display_value, (int, float))
+            assert all(isinstance(n, (int, float)) for n in reading.series) and reading.series
+            assert data[key]["display_value"] == reading.display_value
+
+
+def test_exact_under_4_forked_processes(memcached, clock: Clock) -> None:
+    """Four processes increment one RollingCounter and one SteppedCounter
+    against one memcached: no increment is lost."""
+    rolling = samplez.RollingCounter(unique_name("rolling"), window=60)
+    stepped = samplez.SteppedCounter(unique_name("stepped"), step=60)
+    unique = samplez.UniqueCounter(unique_name("unique"), step=60)
+    both = samplez.Section("forked", rolling, stepped, unique)
+    samplez.configure(store=samplez.MemcacheStore(memcached.address), clock=clock, flush="request")
+    per_process, children = 2_000, []
+    for worker in range(4):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                for i in range(per_process):
+                    samplez.set(both, "hot", 1)
+                    if i % 97 == 0:
+                        samplez.set(unique, "hot", i + worker)  # items shared by the workers
+                    if i % 50 == 49:
+                        samplez.flush()
+                samplez.flush()
+                code = 0 if engine.pending == 0 else 2
+            finally:
+                os._exit(code)
+        children.append(pid)
+    for pid in children:
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert samplez.get(rolling)["hot"].total == 4 * per_process
+    assert samplez.get(rolling)["hot"].cumulative == 4 * per_process
+    assert samplez.get(stepped)["hot"].value == 4 * per_process
+    distinct = {i + worker for worker in range(4) for i in range(0, per_process, 97)}
+    assert samplez.get(unique)["hot"].value == len(distinct | {1})
