@@ -1,0 +1,126 @@
+"""``gunicorn -w 4 example_app:app`` against one real memcached: the counts
+of every worker add up exactly (each forked worker flushes its own batch,
+none is lost or applied twice), and SIGTERM flushes what is pending."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+import samplez
+from example_app import metrics
+from tests.conftest import MemcachedProcess, free_port
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+ENDPOINT = "GET /api/items"
+WORKERS, CLIENTS = 4, 4
+
+
+@contextlib.contextmanager
+def gunicorn(memcached: MemcachedProcess, *args: str) -> Iterator[tuple[int, subprocess.Popen]]:
+    """gunicorn serving the demo on a free port; SIGTERM'd and waited for
+    on the way out."""
+    port = free_port()
+    env = dict(os.environ, SAMPLEZ_MEMCACHE=memcached.address, PYTHONPATH=str(ROOT))
+    argv = [str(GUNICORN), "-w", str(WORKERS), "-b", f"127.0.0.1:{port}", "--graceful-timeout", "20", *args]
+    proc = subprocess.Popen(
+        [*argv, "example_app:app"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, f"gunicorn exited: {proc.stderr.read()}"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.05)
+        yield port, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
+def hammer(port: int, per_client: int) -> list[str]:
+    """``CLIENTS`` threads each sending ``per_client`` GETs; the failures."""
+    failures: list[str] = []
+    deadline = time.monotonic() + 120
+
+    def client() -> None:
+        for _ in range(per_client):
+            if time.monotonic() > deadline:
+                failures.append("out of time")
+                return
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", "/api/items", headers={"Cookie": "uid=1"})
+                response = conn.getresponse()
+                response.read()
+                conn.close()
+                if response.status != 200:
+                    failures.append(str(response.status))
+            except OSError as exc:
+                failures.append(repr(exc))
+
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
+
+
+def counted() -> tuple[int, int]:
+    """(requests counted by the rolling counter, latency samples' events)."""
+    requests = samplez.get(metrics.REQUESTS)[ENDPOINT].cumulative
+    latency = sum(samplez.get(metrics.LATENCY_SAMPLES, period=p).total_events for p in ("current", "previous"))
+    return requests, latency
+
+
+def test_four_workers_count_exactly(memcached):
+    samplez.configure(store=samplez.MemcacheStore(memcached.address))
+    sent = CLIENTS * 2000
+    with gunicorn(memcached) as (port, _):
+        assert hammer(port, sent // CLIENTS) == []
+        # The workers' flushers run every 0.5 s: wait for them, bounded.
+        deadline = time.monotonic() + 30
+        while counted() != (sent, sent) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert counted() == (sent, sent)
+    assert samplez.get(metrics.DAILY_ACTIVES)["site"].value == 1
+
+
+def test_sigterm_flushes_what_the_workers_hold(memcached, tmp_path):
+    # Every worker's flusher waits an hour: what reaches memcached was
+    # flushed as the worker exited.
+    conf = tmp_path / "gunicorn_conf.py"
+    conf.write_text("import samplez\n\n\ndef post_fork(server, worker):\n    samplez.configure(flush_interval=3600)\n")
+    samplez.configure(store=samplez.MemcacheStore(memcached.address))
+    sent = CLIENTS * 500
+    with gunicorn(memcached, "-c", str(conf)) as (port, proc):
+        assert hammer(port, sent // CLIENTS) == []
+        assert counted() == (0, 0)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert counted() == (sent, sent)
