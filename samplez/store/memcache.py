@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from typing import Any, Iterable, Sequence
@@ -11,12 +12,14 @@ from typing import Any, Iterable, Sequence
 from pymemcache.client.rendezvous import RendezvousHash
 
 from ..errors import ConfigError, StoreError
-from .base import UNREACHABLE, Op, Store
+from .base import MAX_KEY_LENGTH, REFUSED, UNREACHABLE, Op, Store
 from .wire import Connection
 
 __all__ = ["MemcacheStore"]
 
 log = logging.getLogger("samplez.store")
+# What memcached's text protocol takes as one key: printable ASCII, no space.
+_valid_key = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}").fullmatch
 
 
 def _parse_server(server: str) -> tuple[str, int]:
@@ -160,6 +163,18 @@ class MemcacheStore(Store):
     def execute(self, ops: Sequence[Op]) -> tuple[list[Any], int]:
         if not ops:
             return [], 0
+        bad = [i for i, op in enumerate(ops) if _valid_key(op.key) is None]
+        if bad:
+            # A key with a space or a newline would be read by memcached as
+            # more protocol: refuse it here instead of sending it.
+            log.error("samplez: refused %d malformed memcache keys, e.g. %r", len(bad), ops[bad[0]].key[:80])
+            skip = set(bad)
+            good = [i for i in range(len(ops)) if i not in skip]
+            answers, trips = self.execute([ops[i] for i in good])
+            results: list[Any] = [REFUSED] * len(ops)
+            for i, answer in zip(good, answers):
+                results[i] = answer
+            return results, trips
         if self._pid != os.getpid():
             self.reset_after_fork()
         now = time.monotonic()
@@ -171,7 +186,7 @@ class MemcacheStore(Store):
             else:
                 for i, op in enumerate(ops):
                     groups.setdefault(self._ring.get_node(op.key), []).append(i)
-        results: list[Any] = [UNREACHABLE] * len(ops)
+        results = [UNREACHABLE] * len(ops)
         trips = 0
         for name, indices in groups.items():
             node = self._nodes.get(name)

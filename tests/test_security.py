@@ -1,0 +1,187 @@
+"""No user text reaches the memcache wire as a key: a logging TCP proxy in
+front of a real memcached records every byte samplez sends, and the test
+parses that stream as the memcached text protocol."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+from typing import Iterator
+
+import pytest
+
+import samplez
+from samplez.store import base as ops
+from tests.conftest import MemcachedProcess, unique_name
+
+HOSTILE_KEYS = [
+    "a b",
+    "a\r\nb",
+    "set x 0 0 1\r\nX\r\n",
+    "k\r\nset injected 0 0 1\r\nY\r\nget injected",
+    "\r\nflush_all\r\n",
+    "get x",
+    "k\x00\r\ndelete sentinel\r\n",
+    "x" * 300,
+    "\u202e<script>alert('injected')</script>",
+    "caf\u00e9 \U0001f525",
+]
+# Fragments of the hostile keys that must never show up in a key on the wire.
+FRAGMENTS = ["injected", "flush_all", "sentinel", "script", "set x", "get x", "xxxxxxxx", "caf"]
+KEY_RE = re.compile(rb"samplez:[A-Za-z0-9_.\-]+(:[A-Za-z0-9_.\-]+)*")
+COMMANDS = {b"get", b"gets", b"set", b"add", b"cas", b"incr", b"decr", b"touch", b"delete"}
+
+
+class LoggingProxy:
+    """Forwards loopback TCP to ``upstream`` and records what clients send."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.sent = bytearray()
+        self._lock = threading.Lock()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self._socks: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self._socks += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, record: bool) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if record:
+                    with self._lock:
+                        self.sent += data
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                sink.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        for sock in (self.listener, *self._socks):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+
+@pytest.fixture
+def proxy(memcached: MemcachedProcess) -> Iterator[LoggingProxy]:
+    proxy = LoggingProxy(memcached.port)
+    yield proxy
+    proxy.close()
+
+
+def parse_commands(stream: bytes) -> list[tuple[bytes, list[bytes]]]:
+    """``(command, keys)`` for every command in a client's byte stream; fails
+    on anything that is not a well-formed memcached command."""
+    commands = []
+    pos = 0
+    while pos < len(stream):
+        end = stream.index(b"\r\n", pos)
+        words = stream[pos:end].split(b" ")
+        pos = end + 2
+        cmd = words[0]
+        assert cmd in COMMANDS, f"unexpected command on the wire: {stream[pos - 80 : pos]!r}"
+        if cmd in (b"get", b"gets"):
+            commands.append((cmd, words[1:]))
+            continue
+        commands.append((cmd, [words[1]]))
+        if cmd in (b"set", b"add", b"cas"):
+            size = int(words[4])
+            assert stream[pos + size : pos + size + 2] == b"\r\n", "a data block that is not length-framed"
+            pos += size + 2
+    return commands
+
+
+def raw_get(server: MemcachedProcess, key: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
+        sock.sendall(b"get " + key + b"\r\n")
+        data = b""
+        while not data.endswith(b"END\r\n"):
+            data += sock.recv(65536)
+    return data
+
+
+def metrics_under_test() -> list[samplez.Metric]:
+    """One reservoir, and one counter of every kind that hashes user keys."""
+    name = unique_name("sec")
+    return [
+        samplez.Config(name + "_r", period=60, samples=100, by_value=True, max_key_length=1000),
+        samplez.RollingCounter(name + "_c", window=60),
+        samplez.SteppedCounter(name + "_s", step=60),
+        samplez.UniqueCounter(name + "_u", step=60),
+    ]
+
+
+def test_hostile_keys_never_reach_the_wire_as_keys(memcached, proxy, clock):
+    assert raw_get(memcached, b"sentinel") == b"END\r\n"
+    with socket.create_connection(("127.0.0.1", memcached.port)) as sock:
+        sock.sendall(b"set sentinel 0 0 2\r\nok\r\n")
+        assert sock.recv(64) == b"STORED\r\n"
+
+    samplez.configure(store=samplez.MemcacheStore(f"127.0.0.1:{proxy.port}"), clock=clock, flush="request")
+    config, rolling, stepped, unique = metrics_under_test()
+    for key in HOSTILE_KEYS:
+        samplez.set(config, key, 5)
+        samplez.set([rolling, stepped], key, 2)
+        samplez.set(unique, key, key)  # the item is hostile too
+    summary = samplez.flush()
+    assert summary.errors == 0
+
+    stream = bytes(proxy.sent)
+    commands = parse_commands(stream)
+    keys = [key for _, found in commands for key in found]
+    assert commands and keys
+    for key in keys:
+        assert len(key) <= 250 and KEY_RE.fullmatch(key), f"key on the wire: {key!r}"
+        text = key.decode("ascii").lower()
+        assert not any(fragment in text for fragment in FRAGMENTS), f"user text in a key: {key!r}"
+
+    # The server saw no command but ours: nothing injected, nothing flushed.
+    for injected in (b"x", b"injected", b"k"):
+        assert raw_get(memcached, injected) == b"END\r\n"
+    assert raw_get(memcached, b"sentinel") == b"VALUE sentinel 0 2\r\nok\r\nEND\r\n"
+
+    # And the data reads back: every hostile key, exactly.
+    result = samplez.get(config)
+    assert sorted(result.keys()) == sorted(HOSTILE_KEYS)
+    assert all(result.samples(key)[0][1] == 5.0 for key in HOSTILE_KEYS)
+    counted = samplez.get(rolling)
+    assert all(counted[key].total == 2 for key in HOSTILE_KEYS)
+
+
+def test_store_refuses_keys_that_would_break_the_protocol(memcached, proxy):
+    # Defence in depth below the key builder: a malformed key never goes out.
+    store = samplez.MemcacheStore(f"127.0.0.1:{proxy.port}")
+    results, _ = store.execute([ops.set_("bad key", b"1", 60), ops.get("bad\r\nkey"), ops.set_("ok", b"1", 60)])
+    assert results[2] is True
+    assert all(ops.is_failure(r) for r in results[:2])
+    assert b"bad" not in bytes(proxy.sent)
+    assert raw_get(memcached, b"bad") == b"END\r\n"
+
+
+def test_prefix_is_checked_before_it_can_reach_the_wire():
+    for prefix in ("a b", "a\r\nb", "x" * 65, "caf\u00e9"):
+        with pytest.raises(samplez.ConfigError):
+            samplez.configure(prefix=prefix)
