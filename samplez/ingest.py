@@ -87,6 +87,8 @@ class EventMapper:
         self.fixed = counters is not None
         if self.fixed and not self.counters:
             raise ValueError("counters must name at least one counter")
+        if default is not None and not self.fixed:
+            raise ValueError(f"default needs counters to choose from (--counters), got default={default!r}")
         if default is not None and default not in self.counters:
             raise ValueError(f"default must name one of the counters ({', '.join(self.counters)}), got {default!r}")
         if not self.fixed and make_counter is None:

@@ -17,7 +17,6 @@ import pytest
 
 import samplez
 from samplez import ingest
-from samplez.cli import UsageError, load_metrics
 from tests.conftest import unique_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,20 +149,6 @@ def test_zmq_is_optional_with_a_clear_error(monkeypatch):
         ingest.import_zmq()
 
 
-@pytest.mark.parametrize(
-    "spec, message",
-    [
-        pytest.param("nocolon", "expected module:attribute", id="no-colon"),
-        pytest.param("no_such_module_xyz:A", "cannot import", id="no-module"),
-        pytest.param("samplez:NoSuch", "has no attribute", id="no-attribute"),
-        pytest.param("samplez:__version__", "must be a Section", id="not-metrics"),
-    ],
-)
-def test_load_metrics_says_what_is_wrong(spec, message):
-    with pytest.raises(UsageError, match=message):
-        load_metrics(spec)
-
-
 # -- the command, in a subprocess, against a real memcached ---------------------
 
 
@@ -254,10 +239,3 @@ def test_the_command_subscribes_to_a_zeromq_bus(tmp_path, memcached):
     assert proc.returncode == 0, stderr
     assert "1 malformed" in stderr and "1 not JSON, e.g. '{broken'" in stderr
     assert [samplez.get(pageviews)[f"shop{n}"].total for n in range(5)] == [200] * 5
-
-
-def test_help_names_the_commands():
-    out = subprocess.run(
-        [sys.executable, "-m", "samplez", "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT
-    ).stdout
-    assert "ingest" in out and "dashboard" in out

@@ -1,0 +1,144 @@
+"""``python -m samplez``: loading metrics by name, and the dashboard served
+alone over real HTTP, reading what another process wrote to memcached."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from urllib.error import HTTPError
+from urllib.request import Request, urlopen
+
+import pytest
+
+import samplez
+from example_app import metrics
+from samplez.cli import UsageError, load_metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        pytest.param("nocolon", "expected module:attribute", id="no-colon"),
+        pytest.param("no_such_module_xyz:A", "cannot import", id="no-module"),
+        pytest.param("samplez:NoSuch", "has no attribute", id="no-attribute"),
+        pytest.param("samplez:__version__", "must be a Section", id="not-metrics"),
+    ],
+)
+def test_load_metrics_says_what_is_wrong(spec, message):
+    with pytest.raises(UsageError, match=message):
+        load_metrics(spec)
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        pytest.param("example_app.metrics:SECTIONS", list(metrics.SECTIONS), id="tuple-of-sections"),
+        pytest.param("example_app.metrics:SHOPS", [metrics.SHOPS], id="section"),
+        pytest.param("example_app.metrics:PAGEVIEWS", [metrics.PAGEVIEWS], id="counter"),
+    ],
+)
+def test_load_metrics_accepts_sections_and_metrics(spec, expected):
+    assert load_metrics(spec) == expected
+
+
+def command(*args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for name in ("SAMPLEZ_MEMCACHE", "SAMPLEZ_AUTH"):
+        env.pop(name, None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "samplez", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def get(url: str, **headers: str) -> tuple[int, bytes]:
+    try:
+        with urlopen(Request(url, headers=headers), timeout=10) as response:
+            return response.status, response.read()
+    except HTTPError as error:
+        return error.code, error.read()
+
+
+def dashboard(memcached, *args: str):
+    proc = command("dashboard", "--memcache", memcached.address, "--port", "0", *args)
+    line = proc.stdout.readline()
+    assert line.startswith("samplez dashboard: http://"), proc.communicate(timeout=10)
+    return proc, line.split(": ", 1)[1].strip()
+
+
+def stop(proc: subprocess.Popen) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_the_dashboard_alone_shows_what_the_app_wrote(memcached):
+    samplez.configure(store=samplez.MemcacheStore(memcached.address))
+    for _ in range(3):
+        samplez.set(metrics.REQUESTS, "GET /api/items")
+    samplez.set(metrics.LATENCY, "GET /api/items", 12.5)
+    assert samplez.flush().applied == 5
+    proc, url = dashboard(memcached, "--sections", "example_app.metrics:SECTIONS")
+    try:
+        status, body = get(url + "?format=json")
+        assert status == 200
+        page = json.loads(body)
+        assert [s["title"] for s in page["sections"]] == [s.title for s in metrics.SECTIONS]
+        shown = {m["name"]: m for s in page["sections"] for m in s["metrics"]}
+        assert shown["requests_1m"]["rows"][0]["key"] == "GET /api/items"
+        assert shown["requests_1m"]["rows"][0]["value"] == 3
+        assert shown["latency_5m"]["total_events"] == 1
+        status, body = get(url)
+        assert status == 200 and b"Popular content" in body
+    finally:
+        assert stop(proc) == 0
+
+
+def test_the_dashboard_alone_can_ask_for_basic_auth(memcached):
+    proc, url = dashboard(memcached, "--sections", "example_app.metrics:SHOPS", "--auth", "ops:s3cret")
+    try:
+        assert get(url)[0] == 401
+        token = base64.b64encode(b"ops:s3cret").decode()
+        assert get(url, Authorization=f"Basic {token}")[0] == 200
+    finally:
+        assert stop(proc) == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        pytest.param(["dashboard", "--sections", "nowhere:X"], "cannot import 'nowhere'", id="sections"),
+        pytest.param(["dashboard", "--auth", "nopassword"], "--auth must be USER:PASSWORD", id="auth"),
+        pytest.param(["dashboard", "--memcache", "a:b:c"], "--memcache: memcache server must be", id="memcache"),
+        pytest.param(["ingest", "--batch-size", "0"], "--batch-size must be in [1, 1000000], got 0", id="batch"),
+        pytest.param(["ingest", "--default", "x"], "default needs", id="default-without-counters"),
+        pytest.param([], "required: command", id="no-command"),
+    ],
+)
+def test_bad_arguments_are_explained(args, message):
+    proc = command(*args)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and message in err, err
+
+
+def test_help_names_the_commands():
+    proc = command("--help")
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "ingest" in out and "dashboard" in out
