@@ -133,9 +133,13 @@ def run_dashboard(args: argparse.Namespace) -> int:
 
     from .dashboard import Dashboard
 
-    sections = []
+    sections: list[Section] = []
+    loose: list[Metric] = []
     for spec in args.sections or ():
-        sections.extend(load_metrics(spec))
+        for thing in load_metrics(spec):
+            (sections if isinstance(thing, Section) else loose).append(thing)  # type: ignore[arg-type]
+    if loose:
+        sections.append(Section("Other", *loose))
     auth = None
     if args.auth:
         user, sep, password = args.auth.partition(":")

@@ -112,11 +112,15 @@ def test_the_dashboard_alone_shows_what_the_app_wrote(memcached):
 
 
 def test_the_dashboard_alone_can_ask_for_basic_auth(memcached):
-    proc, url = dashboard(memcached, "--sections", "example_app.metrics:SHOPS", "--auth", "ops:s3cret")
+    sections = ["--sections", "example_app.metrics:SHOPS", "--sections", "example_app.metrics:REQUESTS"]
+    proc, url = dashboard(memcached, *sections, "--auth", "ops:s3cret")
     try:
         assert get(url)[0] == 401
         token = base64.b64encode(b"ops:s3cret").decode()
-        assert get(url, Authorization=f"Basic {token}")[0] == 200
+        status, body = get(url + "?format=json", Authorization=f"Basic {token}")
+        assert status == 200
+        shown = [(s["title"], [m["name"] for m in s["metrics"]]) for s in json.loads(body)["sections"]]
+        assert shown == [("Shops", ["pageviews", "orders_1h"]), ("Other", ["requests_1m"])]
     finally:
         assert stop(proc) == 0
 
