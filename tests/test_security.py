@@ -147,7 +147,7 @@ def test_hostile_keys_never_reach_the_wire_as_keys(memcached, proxy, clock):
         samplez.set([rolling, stepped], key, 2)
         samplez.set(unique, key, key)  # the item is hostile too
     summary = samplez.flush()
-    assert summary.errors == 0
+    assert summary.errors == 0 and summary.dropped == 0
 
     stream = bytes(proxy.sent)
     commands = parse_commands(stream)
@@ -169,6 +169,7 @@ def test_hostile_keys_never_reach_the_wire_as_keys(memcached, proxy, clock):
     assert all(result.samples(key)[0][1] == 5.0 for key in HOSTILE_KEYS)
     counted = samplez.get(rolling)
     assert all(counted[key].total == 2 for key in HOSTILE_KEYS)
+    assert all(samplez.get(unique)[key].value == 1 for key in HOSTILE_KEYS)
 
 
 def test_store_refuses_keys_that_would_break_the_protocol(memcached, proxy):

@@ -1,0 +1,207 @@
+"""Property-based tests (hypothesis) on the embedded store: reservoir
+invariants for any stream, and every counter against a plain in-memory
+reference model under random interleavings of ``set``, clock advances and
+flushes."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import samplez
+from samplez.engine import engine
+from tests.conftest import Clock, unique_name
+
+SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+START = 1_800_000_000.0 - 1_800_000_000.0 % 3600  # the start of an hour
+KEYS = ["/a", "/b", "c\r\n", "\U0001f525"]
+
+
+def fresh(clock: Clock) -> samplez.MemoryStore:
+    """A new store on ``clock`` (expiry follows it) and an empty batch."""
+    engine._pending.clear()
+    store = samplez.MemoryStore(clock=clock)
+    samplez.configure(store=store, clock=clock, flush="request")
+    return store
+
+
+# -- reservoirs ----------------------------------------------------------------------
+
+events_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(KEYS),
+        st.floats(min_value=-1e6, max_value=1e6, allow_nan=False),
+        st.floats(min_value=0, max_value=5),  # seconds since the previous event
+        st.booleans(),  # flush after this event?
+    ),
+    max_size=150,
+)
+
+
+@SETTINGS
+@given(samples=st.integers(1, 40), rate=st.sampled_from([1.0, 0.5]), events=events_strategy)
+def test_reservoir_invariants(samples, rate, events):
+    clock = Clock(START)
+    fresh(clock)
+    config = samplez.Config(unique_name("prop"), period=3600, samples=samples, by_value=True, rate=rate)
+    sent: Counter[tuple[str, float, float]] = Counter()
+    kept = 0
+    for key, value, gap, flush in events:
+        clock.advance(gap)
+        samplez.set(config, key, value)
+        sent[(key, clock(), value)] += 1
+        if flush:
+            kept += samplez.flush().applied
+    kept += samplez.flush().applied
+    result = samplez.get(config)
+
+    assert result.total_events == kept
+    if rate == 1.0:
+        assert kept == len(events)
+    assert result.unique_samples == min(samples, kept)
+    assert sum(result.count(key) for key in result.keys()) == result.unique_samples
+    found: Counter[tuple[str, float, float]] = Counter(
+        (key, when, value) for key in result.keys() for when, value in result.samples(key)
+    )
+    assert not found - sent, "a sample that was never set"
+    if result.unique_samples:
+        total = math.fsum(result.frequency(key) for key in result.keys())
+        assert total == pytest.approx(result.overall_rate(), rel=1e-9)
+    for key in result.keys():
+        low, high = result.min(key), result.max(key)
+        assert low <= result.percentile(key, 50) <= high
+        assert low - 1e-6 <= result.average(key) <= high + 1e-6
+    rows = result.rows(limit=2)
+    assert len(rows) == min(2, len(result.keys()))
+    assert [r["frequency"] for r in rows] == sorted((r["frequency"] for r in rows), reverse=True)
+
+
+# -- counters against a reference model -------------------------------------------------
+
+step_strategy = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), st.sampled_from(KEYS), st.integers(0, 1000)),
+        st.tuples(st.just("advance"), st.sampled_from([0.3, 1, 7, 29, 61, 600])),
+        st.tuples(st.just("flush")),
+    ),
+    max_size=60,
+)
+
+
+class Model:
+    """What a counter must read, from the events flushed so far."""
+
+    def __init__(self) -> None:
+        self.flushed: list[tuple[str, int, float]] = []  # (key, value, when)
+        self.pending: list[tuple[str, int, float]] = []
+
+    def flush(self) -> None:
+        self.flushed += self.pending
+        self.pending = []
+
+    def of(self, key: str) -> list[tuple[int, float]]:
+        return [(value, when) for k, value, when in self.flushed if k == key]
+
+
+def check_rolling(counter: Any, model: Model, now: float) -> None:
+    width = counter.window // counter.buckets
+    newest = int(now // width)
+    span = range(newest - counter.buckets + 1, newest + 1)
+    readings = samplez.get(counter)
+    for key in KEYS:
+        events = model.of(key)
+        buckets = [sum(v for v, w in events if int(w // width) == b) for b in span]
+        reading = readings[key]
+        assert reading.buckets == buckets
+        assert reading.total == sum(buckets) and reading.latest == buckets[-1]
+        assert reading.cumulative == sum(v for v, _ in events)
+
+
+def check_max(counter: Any, model: Model, now: float) -> None:
+    width = counter.window // counter.buckets
+    newest = int(now // width)
+    span = range(newest - counter.buckets + 1, newest + 1)
+    readings = samplez.get(counter)
+    for key in KEYS:
+        events = model.of(key)
+        maxes = [max((v for v, w in events if int(w // width) == b), default=None) for b in span]
+        present = [m for m in maxes if m is not None]
+        reading = readings[key]
+        assert reading.buckets == [m if m is not None else 0 for m in maxes]
+        assert reading.max == (max(present) if present else 0)
+
+
+def stepped_expectation(counter: Any, values: dict[int, Any], now: float) -> tuple[Any, list[tuple[float, Any]]]:
+    current = int(now // counter.step)
+    steps = [current - i for i in range(counter.keep + 1)]
+    history = [(float(s * counter.step), values.get(s, 0)) for s in steps[1:]]
+    while history and steps[len(history)] not in values:
+        history.pop()
+    return values.get(current, 0), history
+
+
+def check_stepped(counter: Any, model: Model, now: float) -> None:
+    readings = samplez.get(counter)
+    for key in KEYS:
+        values: dict[int, int] = {}
+        for value, when in model.of(key):
+            index = int(when // counter.step)
+            values[index] = values.get(index, 0) + value
+        value, history = stepped_expectation(counter, values, now)
+        reading = readings[key]
+        assert reading.value == value
+        assert [(float(start), v) for start, v in reading.history] == history
+
+
+def check_unique(counter: Any, model: Model, now: float) -> None:
+    readings = samplez.get(counter)
+    for key in KEYS:
+        items: dict[int, set[int]] = {}
+        for value, when in model.of(key):
+            items.setdefault(int(when // counter.step), set()).add(value)
+        value, history = stepped_expectation(counter, {s: len(i) for s, i in items.items()}, now)
+        reading = readings[key]
+        assert reading.value == value
+        assert [(float(start), v) for start, v in reading.history] == history
+
+
+COUNTERS = [
+    pytest.param(lambda name: samplez.RollingCounter(name, window=60, buckets=6), check_rolling, id="rolling"),
+    pytest.param(lambda name: samplez.RollingCounter(name, window=5), check_rolling, id="rolling-per-second"),
+    pytest.param(lambda name: samplez.RollingMax(name, window=60, buckets=6), check_max, id="rolling-max"),
+    pytest.param(lambda name: samplez.SteppedCounter(name, step=60, keep=3), check_stepped, id="stepped"),
+    pytest.param(lambda name: samplez.UniqueCounter(name, step=60, keep=3), check_unique, id="unique"),
+]
+
+
+@pytest.mark.parametrize(("build", "check"), COUNTERS)
+@SETTINGS
+@given(steps=step_strategy, values_mod=st.sampled_from([1000, 3]))
+def test_counters_match_a_reference_model(build, check, steps, values_mod):
+    clock = Clock(START)
+    fresh(clock)
+    counter = build(unique_name("model"))
+    model = Model()
+    for step in steps:
+        if step[0] == "set":
+            _, key, value = step
+            value %= values_mod  # few distinct values: unique counters see repeats
+            samplez.set(counter, key, value)
+            model.pending.append((key, value, clock()))
+        elif step[0] == "advance":
+            clock.advance(step[1])
+        else:
+            summary = samplez.flush()
+            assert summary.dropped == 0 and summary.errors == 0
+            model.flush()
+            check(counter, model, clock())
+    samplez.flush()
+    model.flush()
+    check(counter, model, clock())
