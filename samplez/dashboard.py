@@ -76,6 +76,7 @@ ROUTES = [
     ("/config/<name>", "metric", None),
     ("/config/<name>/key", "key", None),
     ("/static/samplez.css", "css", None),
+    ("/favicon.ico", "favicon", None),
     (_TRACK, "calendar", {"month": None, "day": None, "hour": None}),
     (_TRACK + "/<month>", "calendar", {"day": None, "hour": None}),
     (_TRACK + "/<month>/<day>", "calendar", {"hour": None}),
@@ -109,6 +110,7 @@ def environment() -> jinja2.Environment:
         meter=svg.meter,
         fmt=dashboard_format.num,
         COLUMNS=COLUMNS,
+        HOURS=[f"{hour:02d}:00" for hour in range(24)],
     )
     return env
 
@@ -175,6 +177,8 @@ class Dashboard:
             endpoint, values = adapter.match()
             if endpoint == "css":
                 return Response(_stylesheet(), mimetype="text/css")
+            if endpoint == "favicon":  # browsers ask for it on the JSON pages
+                return Response(status=204)
             if endpoint == "calendar":
                 return self._calendar(**values)
             query = parse_query(request.args)

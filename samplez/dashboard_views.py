@@ -128,12 +128,10 @@ def _counter(metric: Metric, ctx: Context, query: Query) -> dict[str, Any]:
     else:
         rows.sort(key=lambda r: r["key"])
         rows.sort(key=_by_value, reverse=query.order == "desc")
-    return {
-        **_identity(metric),
-        "reachable": True,
-        "unique_keys": len(rows),
-        "rows": rows[: query.limit],
-    }
+    view = {**_identity(metric), "reachable": True, "unique_keys": len(rows), "rows": rows[: query.limit]}
+    if metric.kind == "calendar":
+        view["year"] = time.gmtime(ctx.now).tm_year  # for the link to the calendar API
+    return view
 
 
 def _by_value(row: dict[str, Any]) -> float:

@@ -42,7 +42,8 @@ def sparkline(series: Sequence[object], label: str = "", width: int = 120, heigh
         return Markup('<span class="muted">no data</span>')
     if len(values) == 1:
         values = values * 2
-    low, high = min(values), max(values)
+    # Counts start at zero: a steady count is a line at the top, not the floor.
+    low, high = min(min(values), 0.0), max(values)
     span = (high - low) or 1.0
     step = (width - 2) / (len(values) - 1)
     points = " ".join(
@@ -78,6 +79,7 @@ def bars(
             f'<rect x="{i * slot:.1f}" y="{height - h:.1f}" width="{max(slot - gap, 0.5):.1f}" '
             f'height="{h:.1f}"><title>{tip}</title></rect>'
         )
+    parts.append(f'<line class="axis" x1="0" y1="{height}" x2="{width}" y2="{height}"/>')
     return _svg("bars", width, height, label, "".join(parts))
 
 

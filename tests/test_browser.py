@@ -1,0 +1,165 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright
+against a real HTTP server on a loopback port.
+
+Set ``SAMPLEZ_SCREENSHOT=docs/dashboard.png`` to also run the demo site
+under generated traffic and save a screenshot of its dashboard there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import threading
+import time
+from typing import Any, Iterator
+
+import pytest
+
+import samplez
+from samplez.metric import unregister
+from tests.conftest import Clock, unique_name
+
+pytestmark = pytest.mark.browser
+CHROMIUM = "/usr/bin/chromium"
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+if not shutil.which(CHROMIUM):
+    pytest.skip(f"{CHROMIUM} is missing", allow_module_level=True)
+
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+PWN = "<img src=x onerror=window.__pwned=1>"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@contextlib.contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Serve ``app`` on a free loopback port in a thread; yield its URL."""
+    from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page that records console errors and uncaught exceptions."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    tab.errors = []
+    tab.on("console", lambda message: message.type == "error" and tab.errors.append(message.text))
+    tab.on("pageerror", lambda error: tab.errors.append(str(error)))
+    yield tab
+    context.close()
+
+
+@pytest.fixture
+def dashboard_url(clock: Clock) -> Iterator[str]:
+    """A dashboard with two configs (one holding a hostile key) and two counters."""
+    samplez.configure(store=samplez.MemoryStore(clock=clock), clock=clock, flush="request")
+    latency = samplez.Config(unique_name("lat"), period=300, samples=1000, by_value=True, value_units="ms")
+    pages = samplez.Config(unique_name("pages"), period=600, samples=1000, by_value=True, title="Pages")
+    hits = samplez.RollingCounter(unique_name("hits"), window=60)
+    views = samplez.CalendarCounter(unique_name("views"))
+    for k in range(7):  # /api/6 the most frequent, so no column sorts like the keys
+        for j in range((k + 1) * 5):
+            samplez.set([latency, hits], f"/api/{k}", 5 * k + j % 3 + 1)
+            samplez.set([pages, views], f"/page/{(k * j) % 11}")
+        clock.advance(3)
+    samplez.set(latency, PWN, 1)
+    samplez.flush()
+    sections = [samplez.Section("Latency", latency, hits), samplez.Section("Pages", pages, views)]
+    with serve(samplez.Dashboard(sections=sections)) as url:
+        yield url
+    for section in sections:
+        unregister(section)
+
+
+def first_table_keys(tab: Any) -> list[str]:
+    return tab.locator("table.data").first.locator("tbody td.k").all_inner_texts()
+
+
+def test_index_renders_tables_and_charts(page, dashboard_url):
+    response = page.goto(dashboard_url + "/")
+    assert response.status == 200 and "default-src 'none'" in response.headers["content-security-policy"]
+    assert page.locator("table.data").count() == 4
+    assert page.locator("svg.spark").count() >= 7 and page.locator("svg.bars").count() >= 11
+    assert page.locator("svg.meter").count() >= 8
+    # The stylesheet applied: numbers are right-aligned.
+    assert page.locator("td.n").first.evaluate("cell => getComputedStyle(cell).textAlign") == "right"
+    assert page.errors == []
+
+
+def test_clicking_a_column_header_sorts(page, dashboard_url):
+    page.goto(dashboard_url + "/")
+    before = first_table_keys(page)
+    page.locator("table.data").first.locator("th[data-col=key] a").click()
+    page.wait_for_load_state()
+    after = first_table_keys(page)
+    assert after != before and after == sorted(before)
+    assert "sort=key" in page.url
+    page.locator("table.data").first.locator("th[data-col=key] a").click()
+    page.wait_for_load_state()
+    assert first_table_keys(page) == sorted(before, reverse=True)
+    assert page.errors == []
+
+
+def test_a_hostile_key_stays_text(page, dashboard_url):
+    page.goto(dashboard_url + "/")
+    assert PWN in first_table_keys(page)
+    page.get_by_text(PWN).first.click()
+    page.wait_for_load_state()
+    assert "/key?key=" in page.url and page.locator("svg.histogram").count() == 1
+    assert page.locator("img").count() == 0
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.errors == []
+
+
+def test_key_drill_down_and_json_twin(page, dashboard_url):
+    page.goto(dashboard_url + "/")
+    page.locator("table.data").first.locator("tbody td.k a").first.click()
+    page.wait_for_load_state()
+    assert page.locator("svg.histogram rect").count() >= 1 and page.locator("table.samples tbody tr").count() > 0
+    page.get_by_role("link", name="JSON").click()
+    assert '"samples"' in page.content()
+    assert page.errors == []
+
+
+@pytest.mark.skipif(not os.environ.get("SAMPLEZ_SCREENSHOT"), reason="set SAMPLEZ_SCREENSHOT=<path.png> to run")
+def test_screenshot_of_the_demo(page):
+    """The demo site (every kind of config and counter) under traffic."""
+    from example_app.site import create_app
+    from example_app.traffic import Traffic
+
+    with serve(create_app(flush_interval=0.2)) as url:
+        host, port = url.rsplit(":", 1)
+        traffic = Traffic(host.split("//")[1], int(port), rate=300, threads=3, seed=7).start()
+        time.sleep(float(os.environ.get("SAMPLEZ_SCREENSHOT_SECONDS", "20")))
+        traffic.stop()
+        samplez.flush()
+        page.set_viewport_size({"width": 1280, "height": 1900})
+        page.goto(url + "/_samplez/?limit=8")
+        page.screenshot(path=os.environ["SAMPLEZ_SCREENSHOT"], full_page=False)
+        assert page.errors == []
