@@ -21,10 +21,10 @@ from typing import Any, Callable, Generator, Iterator, Sequence
 from ..errors import ConfigError
 from ..keys import digest
 from ..metric import Context, Event, Metric, Outcome, check_int, positive_int
-from ..store.base import REFUSED, Op, add, incr, is_failure, set_
+from ..store.base import REFUSED, Op, add, incr, set_
 from .index import OTHER, Admission, KeyIndex
 
-__all__ = ["Counter", "CounterResult", "Reading", "check_count", "count_of", "settle_counts"]
+__all__ = ["Counter", "CounterResult", "Reading", "check_count", "count_of", "count_ops", "settle_counts"]
 
 #: Upper bound of ``max_keys``: the index is one memcache value (< 1 MB).
 MAX_KEYS = 1000
@@ -40,11 +40,16 @@ def check_count(value: object) -> None:
         raise ValueError(f"counters add ints >= 0, got {value!r}")
 
 
+#: More than any counter reaches (2**53, exact as a float): a stored number
+#: above it is someone else's (garbage), not a count.
+MAX_COUNT = 2**53
+
+
 def count_of(raw: object) -> int:
     """A stored counter's value; 0 for a missing or foreign (garbage) value."""
     if isinstance(raw, bytes):
         digits = raw.strip()
-        if digits.isdigit() and len(digits) < 20:
+        if digits.isdigit() and len(digits) < 20 and int(digits) <= MAX_COUNT:
             return int(digits)
     return 0
 
@@ -100,6 +105,8 @@ class CounterResult:
         return reading
 
     def get(self, key: str, default: Any = None) -> Any:
+        """Like ``self[key]``: a key never seen reads as zero, so ``default``
+        is never returned (it is accepted for ``dict`` compatibility)."""
         return self[key]
 
     def __contains__(self, key: object) -> bool:
@@ -169,10 +176,12 @@ def settle_counts(
     the ``set`` ops that repair counters holding foreign bytes."""
     repairs: list[Op] = []
     for (key, amount, events), result in zip(writes, results[1::2]):
-        if isinstance(result, int):
+        if isinstance(result, int) and amount <= result <= MAX_COUNT:
             outcome.applied += len(events)
-        elif result is REFUSED:
-            # Someone else's bytes sit under our counter: start it again.
+        elif result is REFUSED or isinstance(result, int):
+            # Someone else's bytes sit under our counter (not a number, a
+            # number no count reaches, or one that wrapped at 2**64): start
+            # it again.
             repairs.append(set_(key, str(start + amount).encode(), ttl))
             outcome.applied += len(events)
         elif result is None:  # evicted between add and incr: try next flush
@@ -180,11 +189,6 @@ def settle_counts(
         else:
             outcome.failed += len(events)
     return repairs
-
-
-def settle_repairs(repairs: list[Op], results: list[Any], outcome: Outcome) -> None:
-    lost = sum(1 for result in results if is_failure(result))
-    outcome.failed += lost
 
 
 def ttl_for(remember: float) -> int:

@@ -182,8 +182,8 @@ class BitmapReading(StepReading):
 def _decode_chunk(raw: object) -> int | None:
     if not isinstance(raw, bytes) or raw[:1] != _VERSION:
         return None
-    try:
-        data = zlib.decompress(raw[1:])
+    try:  # bounded: foreign bytes must not inflate past one chunk
+        data = zlib.decompressobj().decompress(raw[1:], _CHUNK_BYTES + 1)
     except zlib.error:
         return None
     return int.from_bytes(data, "little") if len(data) == _CHUNK_BYTES else None

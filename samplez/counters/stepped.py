@@ -83,11 +83,13 @@ class Stepped(Counter):
             raise config_error("start_time", "must be a UNIX time >= 0 or None", start_time)
         if not roll and start_time is None:
             raise config_error("start_time", "is required when roll=False (the one window to count)", start_time)
+        # Without roll there is one step to read, still remembered for
+        # ``keep`` steps after it ends.
+        self.ttl = ttl_for((keep + 1) * self.step)
         self.keep = keep if roll else 0
         self.start_time = start_time
         self.roll = bool(roll)
         self.offset = (start_time or 0) % self.step
-        self.ttl = ttl_for((self.keep + 1) * self.step)
         self._setup_index()
 
     def step_of(self, when: float) -> int | None:
