@@ -185,3 +185,26 @@ def test_exact_under_4_forked_processes(memcached, clock: Clock) -> None:
     assert samplez.get(stepped)["hot"].value == 4 * per_process
     distinct = {i + worker for worker in range(4) for i in range(0, per_process, 97)}
     assert samplez.get(unique)["hot"].value == len(distinct | {1})
+
+
+def test_keys_read_their_own_data_when_the_index_node_is_dead(spawn_memcached, clock: Clock) -> None:
+    servers = [spawn_memcached().start() for _ in range(3)]
+    store = samplez.MemcacheStore([server.address for server in servers])
+    samplez.configure(store=store, clock=clock, flush="request")
+    logins = samplez.SteppedCounter(unique_name("logins"), step=60)
+    for n in range(20):
+        samplez.set(logins, f"user{n}", n + 1)
+    flush()
+    ctx = engine.context()
+    node_of = store._ring.get_node  # which server holds a key, before any dies
+    index_node = node_of(logins.index.key(ctx))
+    homes = {f"user{n}": node_of(logins.count_key(ctx, f"user{n}", logins.step_of(clock.now))) for n in range(20)}
+    next(server for server in servers if server.address == index_node).kill()
+    result = samplez.get(logins)
+    assert result.keys() == []  # the listing is on the dead node
+    alive = [key for key, home in homes.items() if home != index_node]
+    assert alive, "every key landed on the killed node"
+    assert {key: result[key].value for key in alive} == {key: int(key[4:]) + 1 for key in alive}
+    samplez.set(logins, "user0", 5)  # writes go on to the live nodes
+    summary = samplez.flush()
+    assert summary.applied == 1
