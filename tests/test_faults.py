@@ -19,7 +19,7 @@ import sys
 import textwrap
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 import webtest
@@ -31,6 +31,7 @@ from samplez.store import base as ops
 from tests.conftest import Clock, MemcachedProcess, free_port, unique_name
 
 DEADLINE = 10.0  # seconds: a bound for polling, never a measured figure
+LOOPBACK = {"REMOTE_ADDR": "127.0.0.1"}  # the dashboard answers loopback clients
 
 
 def eventually(check: Callable[[], bool], timeout: float = DEADLINE, step: float = 0.02) -> float:
@@ -140,6 +141,11 @@ def test_memcached_killed_during_load_then_restarted(spawn_memcached, fixed_cloc
     eventually(lambda: engine.health["errors"] > errors_before)
     down = samplez.get(config)  # a read while down answers, empty
     assert not down.reachable and down.total_events == 0
+    # The dashboard says so, on every page, without a 500.
+    for page in ("/_samplez/", f"/_samplez/config/{config.name}", "/_samplez/health"):
+        for suffix in ("", "?format=json"):
+            assert app.get(page + suffix, extra_environ=LOOPBACK).status_int == 200
+    assert "unreachable" in app.get("/_samplez/", extra_environ=LOOPBACK).text
 
     spawn_memcached(port=server.port).start()
     restarted = time.monotonic()
@@ -277,6 +283,8 @@ def test_full_memcache_evicts_without_errors_or_garbage(spawn_memcached, fixed_c
         assert key in written or key.lstrip("/").isdigit()
         assert all(0 <= value <= 49 or value == 7 for _, value in result.samples(key))
     assert result.total_events >= result.unique_samples
+    page = app.get(f"/_samplez/config/{config.name}?format=json", extra_environ=LOOPBACK)
+    assert page.status_int == 200 and page.json
 
 
 # -- garbage under our keys ----------------------------------------------------------
@@ -418,3 +426,79 @@ def test_gunicorn_workers_flush_every_event_on_sigterm(memcached, tmp_path):
     config = samplez.Config(name, period=3600, samples=1000, by_value=True)
     counted = [samplez.get(config, period=p) for p in ("current", "previous")]
     assert sum(r.total_events for r in counted) == 2000
+
+
+# -- garbage under every key of every kind, dashboard included ------------------------
+
+
+def all_keys(server: MemcachedProcess) -> list[str]:
+    """Every key memcached holds (``lru_crawler metadump``)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"lru_crawler metadump all\r\n")
+        data = b""
+        while not data.endswith(b"END\r\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    from urllib.parse import unquote
+
+    return [unquote(line.split()[0][4:].decode()) for line in data.splitlines() if line.startswith(b"key=")]
+
+
+def every_kind() -> list[tuple[samplez.Metric, Callable[[int], Any], Callable[[Any], bool]]]:
+    """One metric of each kind, the values to feed it and a check that a
+    fresh write to the key ``'k'`` reads back."""
+    name = unique_name("junk")
+    return [
+        (samplez.Config(name + "_r", period=3600, samples=50, by_value=True), lambda i: i, None),
+        (samplez.RollingCounter(name + "_c", window=60), lambda i: 1, lambda r: r["k"].total == 5),
+        (samplez.RollingMax(name + "_m", window=60), lambda i: float(i), lambda r: r["k"].max == 5000.0),
+        (samplez.SteppedCounter(name + "_s", step=60), lambda i: 1, lambda r: r["k"].value == 5),
+        (samplez.UniqueCounter(name + "_u", step=60), lambda i: f"user{i}", lambda r: r["k"].value >= 1),
+        (samplez.HyperLogLogCounter(name + "_h", step=60), lambda i: f"user{i}", lambda r: r["k"].value >= 1),
+        (samplez.BitmapCounter(name + "_b", step=60), lambda i: i, lambda r: r["k"].contains(5000)),
+        (samplez.CalendarCounter(name + "_y"), lambda i: 1, lambda r: r["k"].hour == 5),
+    ]
+
+
+@pytest.mark.parametrize("junk", JUNK)
+def test_garbage_under_every_key_of_every_kind(memcached, fixed_clock, junk):
+    store = samplez.MemcacheStore(memcached.address)
+    samplez.configure(store=store, clock=fixed_clock, flush="request")
+    metrics = every_kind()
+    section = samplez.Section("Junk", *[m for m, _, _ in metrics])
+    for metric, feed, _ in metrics:
+        for i in range(40):
+            samplez.set(metric, "k" if i % 2 else f"key{i}", feed(i))
+    assert samplez.flush().dropped == 0
+    keys = all_keys(memcached)
+    assert len(keys) > 100 and all(key.startswith("samplez:") for key in keys)
+    results, _ = store.execute([ops.set_(key, junk(i), 600) for i, key in enumerate(keys)])
+    assert all(r is True for r in results)
+
+    # Reads skip what they cannot parse; the dashboard renders every page.
+    for metric, _, _ in metrics:
+        samplez.get(metric)
+    dashboard = webtest.TestApp(
+        samplez.Dashboard(sections=section, store=store), extra_environ={"REMOTE_ADDR": "127.0.0.1"}
+    )
+    for metric, _, _ in metrics:
+        for page in (f"/config/{metric.name}", f"/config/{metric.name}/key?key=k"):
+            assert dashboard.get(page).status_int == 200
+            assert dashboard.get(page + ("&" if "?" in page else "?") + "format=json").status_int == 200
+    assert dashboard.get("/").status_int == 200 and dashboard.get("/health").status_int == 200
+
+    # Writes recover: the junked keys are written again and read back.
+    for metric, _, _ in metrics:
+        samplez.set(metric, "k", 5000 if metric.kind in ("rolling_max", "bitmap", "reservoir") else 1)
+        if metric.kind in ("rolling", "stepped", "calendar"):
+            for _ in range(4):
+                samplez.set(metric, "k", 1)
+    assert samplez.flush().dropped == 0  # refused increments on junk count as errors, then get repaired
+    for metric, _, check in metrics:
+        result = samplez.get(metric)
+        if check is None:
+            assert result.count("k") >= 1
+        else:
+            assert check(result), f"{metric.kind} did not recover: {result['k']}"
