@@ -4,12 +4,18 @@ parses that stream as the memcached text protocol."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import socket
+import sys
 import threading
-from typing import Iterator
+import uuid
+from typing import Any, Iterator
+from urllib.parse import quote
 
 import pytest
+import webtest
 
 import samplez
 from samplez.store import base as ops
@@ -186,3 +192,61 @@ def test_prefix_is_checked_before_it_can_reach_the_wire():
     for prefix in ("a b", "a\r\nb", "x" * 65, "caf\u00e9"):
         with pytest.raises(samplez.ConfigError):
             samplez.configure(prefix=prefix)
+
+
+# -- the dashboard: hostile keys of every kind, no secrets ------------------------------
+
+PAGES = ["/", "/health", "/config/{name}", "/config/{name}/key?key={key}", "/config/nope", "/?limit=x"]
+
+
+def every_page(app: Any, metrics: list[Any]) -> Iterator[Any]:
+    for metric in metrics:
+        for key in HOSTILE_KEYS:
+            for page in PAGES:
+                for twin in ("", "format=json"):
+                    url = page.format(name=metric.name, key=quote(key))
+                    if twin:
+                        url += ("&" if "?" in url else "?") + twin
+                    yield app.get(url, expect_errors=True)
+
+
+def test_dashboard_pages_leak_no_secret_and_run_no_user_text(memcached, clock, monkeypatch):
+    secret = f"hunter2-{uuid.uuid4().hex}"
+    password = f"pw-{uuid.uuid4().hex}"
+    monkeypatch.setenv("SAMPLEZ_TEST_SECRET", secret)
+    store = samplez.MemcacheStore(memcached.address)
+    samplez.configure(store=store, clock=clock, flush="request")
+    name = unique_name("dash")
+    metrics = [
+        samplez.Config(name + "_r", period=60, samples=100, by_value=True),
+        samplez.RollingCounter(name + "_c", window=60),
+        samplez.SteppedCounter(name + "_s", step=60),
+        samplez.CalendarCounter(name + "_y"),
+    ]
+    for key in HOSTILE_KEYS:
+        samplez.set(metrics, key, 3)
+    assert samplez.flush().dropped == 0
+
+    dashboard = samplez.Dashboard(sections=samplez.Section("Hostile", *metrics), store=store, auth=("ops", password))
+    credentials = base64.b64encode(f"ops:{password}".encode()).decode()
+    app = webtest.TestApp(dashboard, extra_environ={"REMOTE_ADDR": "203.0.113.9"})
+    assert app.get("/", expect_errors=True).status_int == 401
+    app.authorization = ("Basic", ("ops", password))
+
+    seen = 0
+    for response in every_page(app, metrics):
+        seen += 1
+        assert response.status_int < 500, response.request.url
+        assert "Content-Security-Policy" in response.headers
+        body = response.text
+        for leak in (secret, password, credentials, "Traceback", 'File "', sys.executable):
+            assert leak not in body, f"{leak!r} in {response.request.url}"
+        if response.content_type == "text/html":
+            assert "<script" not in body.lower(), response.request.url
+        else:
+            json.loads(body)  # valid JSON, whatever the keys hold
+    assert seen == len(metrics) * len(HOSTILE_KEYS) * len(PAGES) * 2
+
+    data = app.get(f"/config/{metrics[0].name}?format=json&limit=100").json
+    stored = sorted(metrics[0].normalize_key(key) for key in HOSTILE_KEYS)
+    assert sorted(row["key"] for row in data["metric"]["rows"]) == stored
