@@ -12,6 +12,7 @@ from urllib.parse import unquote
 import pytest
 
 import samplez
+from samplez import batch
 from samplez.counters import OTHER, Counter, CounterResult
 from samplez.engine import engine
 from samplez.store.base import delete, set_
@@ -208,3 +209,16 @@ def test_keys_read_their_own_data_when_the_index_node_is_dead(spawn_memcached, c
     samplez.set(logins, "user0", 5)  # writes go on to the live nodes
     summary = samplez.flush()
     assert summary.applied == 1
+
+
+@pytest.mark.usefixtures("samplez_on")
+def test_every_set_in_a_request_counts_while_reservoirs_keep_one_value() -> None:
+    hits = samplez.RollingCounter(unique_name("hits"), window=60)
+    config = samplez.Config(unique_name("res"), period=60, samples=10, by_value=True)
+    token = batch.begin()
+    for value in (1, 2, 3):
+        samplez.set(samplez.Section("both", hits, config), "/a", value)
+    batch.end(token)
+    assert flush().applied == 3 + 1
+    assert samplez.get(hits)[b"/a"].total == 6
+    assert samplez.get(config).count("/a") == 1

@@ -15,7 +15,7 @@ The dashboard contract, held by every counter:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Generator, Iterator, Sequence
 
 from ..errors import ConfigError
@@ -74,7 +74,8 @@ class Reading:
         raise NotImplementedError
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        # Shallow on purpose: dataclasses.asdict deep-copies every list.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["display_value"] = self.display_value
         data["series"] = self.series
         return data
@@ -96,6 +97,8 @@ class CounterResult:
         return list(self._listed)
 
     def __getitem__(self, key: str) -> Reading:
+        if isinstance(key, bytes):
+            key = key.decode("utf-8")
         if not isinstance(key, str):
             raise TypeError(f"counter keys are str, got {type(key).__name__} {key!r}")
         key = self.metric.normalize_key(key)
@@ -153,6 +156,10 @@ class Counter(Metric):
     def data_key(self, ctx: Context, key: str, *parts: object) -> str:
         """The memcache key of one piece of ``key``'s data (``key`` hashed)."""
         return ctx.space.key(self.name, digest(key), *parts)
+
+    def data_prefix(self, ctx: Context, key: str) -> str:
+        """``data_key(ctx, key)``: append ``f":{part}"`` to it in hot loops."""
+        return ctx.space.key(self.name, digest(key))
 
     def admit(self, events: Sequence[Event], ctx: Context) -> Generator[list[Op], list[Any], Admission]:
         keys = list(dict.fromkeys(self.normalize_key(event[1]) for event in events))

@@ -162,8 +162,9 @@ class RollingCounter(_Window):
         span = self.window_buckets(ctx.now)
         ops = []
         for key in keys:
-            ops += [get(self.data_key(ctx, key, bucket)) for bucket in span]
-            ops.append(get(self.data_key(ctx, key, "c")))
+            prefix = self.data_prefix(ctx, key)
+            ops += [get(f"{prefix}:{bucket}") for bucket in span]
+            ops.append(get(f"{prefix}:c"))
         results, _ = ctx.store.execute(ops)
         readings = {}
         step = len(span) + 1
@@ -247,7 +248,8 @@ class RollingMax(_Window):
 
     def _load(self, keys: list[str], ctx: Context) -> dict[str, Any]:
         span = self.window_buckets(ctx.now)
-        ops = [get(self.data_key(ctx, key, bucket)) for key in keys for bucket in span]
+        prefixes = [self.data_prefix(ctx, key) for key in keys]
+        ops = [get(f"{prefix}:{bucket}") for prefix in prefixes for bucket in span]
         results, _ = ctx.store.execute(ops)
         readings = {}
         for i, key in enumerate(keys):

@@ -18,7 +18,18 @@ from typing import Any, Sequence
 from ..keys import digest
 from ..metric import Context, Event, Outcome, Plan, check_item
 from ..store.base import REFUSED, Op, add, get, incr, set_
-from .base import Counter, CounterResult, Reading, config_error, count_of, count_ops, seconds, settle_counts, ttl_for
+from .base import (
+    MAX_COUNT,
+    Counter,
+    CounterResult,
+    Reading,
+    config_error,
+    count_of,
+    count_ops,
+    seconds,
+    settle_counts,
+    ttl_for,
+)
 
 __all__ = ["StepReading", "SteppedCounter", "UniqueCounter"]
 
@@ -261,7 +272,8 @@ class UniqueCounter(Stepped):
         for count, probe, amount, same in zip(counts, found, fresh, touched):
             if not amount:
                 continue
-            writes.append(set_(count, str(amount).encode(), self.ttl) if probe is REFUSED else incr(count, amount))
+            foreign = probe is REFUSED or (isinstance(probe, int) and probe > MAX_COUNT)  # garbage: start again
+            writes.append(set_(count, str(amount).encode(), self.ttl) if foreign else incr(count, amount))
             pending.append(same)
         if writes:
             results = yield writes
