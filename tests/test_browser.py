@@ -115,13 +115,13 @@ def test_index_renders_tables_and_charts(page, dashboard_url):
 def test_clicking_a_column_header_sorts(page, dashboard_url):
     page.goto(dashboard_url + "/")
     before = first_table_keys(page)
-    page.locator("table.data").first.locator("th[data-col=key] a").click()
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.locator("table.data").first.locator("th[data-col=key] a").click()
     after = first_table_keys(page)
     assert after != before and after == sorted(before)
     assert "sort=key" in page.url
-    page.locator("table.data").first.locator("th[data-col=key] a").click()
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.locator("table.data").first.locator("th[data-col=key] a").click()
     assert first_table_keys(page) == sorted(before, reverse=True)
     assert page.errors == []
 
@@ -129,8 +129,8 @@ def test_clicking_a_column_header_sorts(page, dashboard_url):
 def test_a_hostile_key_stays_text(page, dashboard_url):
     page.goto(dashboard_url + "/")
     assert PWN in first_table_keys(page)
-    page.get_by_text(PWN).first.click()
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.get_by_text(PWN).first.click()
     assert "/key?key=" in page.url and page.locator("svg.histogram").count() == 1
     assert page.locator("img").count() == 0
     assert page.evaluate("typeof window.__pwned") == "undefined"
@@ -139,10 +139,11 @@ def test_a_hostile_key_stays_text(page, dashboard_url):
 
 def test_key_drill_down_and_json_twin(page, dashboard_url):
     page.goto(dashboard_url + "/")
-    page.locator("table.data").first.locator("tbody td.k a").first.click()
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.locator("table.data").first.locator("tbody td.k a").first.click()
     assert page.locator("svg.histogram rect").count() >= 1 and page.locator("table.samples tbody tr").count() > 0
-    page.get_by_role("link", name="JSON").click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="JSON").click()
     assert '"samples"' in page.content()
     assert page.errors == []
 
