@@ -312,3 +312,56 @@ def test_unknown_keys_read_as_nothing(samplez_on, cfg):
     result = samplez.get(cfg, key="never seen \x00\r\n")
     assert result.count("never seen") == 0 and result.frequency("x") is None
     assert result.min("x") is None and result.percentile("x", 50) is None and result.rows() == []
+
+
+# -- dashboard URLs through the middleware (the dashboard's own tests cover its pages) --
+
+DASHBOARD_URLS = [
+    pytest.param("/_samplez/?limit=%2B5", 400, id="limit-plus-sign"),
+    pytest.param("/_samplez/?limit=%205", 400, id="limit-leading-space"),
+    pytest.param("/_samplez/?limit=1e3", 400, id="limit-exponent"),
+    pytest.param("/_samplez/?period=", 400, id="period-empty"),
+    pytest.param("/_samplez/?q=%FF%FE", 200, id="unknown-param-invalid-utf8"),
+    pytest.param("/_samplez/?" + "a=b&" * 2500, 200, id="10kb-query-string"),
+    pytest.param("/_samplez/config/{cfg}/key?key=%FF%FE", 200, id="key-invalid-utf8"),
+    pytest.param("/_samplez/config/{cfg}/key?key=" + "x" * 10_000, 200, id="key-10kb"),
+    pytest.param("/_samplez/config/{cfg}/key?key=k&format=json&sort=%00", 400, id="sort-nul-json"),
+    pytest.param("/_samplez/config/{cal}?format=json&limit=0", 400, id="limit-zero-json"),
+    pytest.param("/_samplez/config/unknown_config", 404, id="unknown-config"),
+    pytest.param("/_samplez/api/stats/track/k/{cal}/2026.0", 404, id="year-decimal"),
+    pytest.param("/_samplez/api/stats/track/k/{cal}/2026/%2B2", 404, id="month-plus-sign"),
+    pytest.param("/_samplez/api/stats/track/k/{cal}/2026/%202", 404, id="month-space"),
+    pytest.param("/_samplez/api/stats/track/k/{cal}/" + "0" * 1000 + "2026", 404, id="year-1000-zeros"),
+    pytest.param("/_samplez/api/stats/track/k/{cal}/99999999999999999999999", 404, id="year-huge"),
+    pytest.param("/_samplez/api/stats/track/k/{cal}/2026/1/1/-0", 404, id="hour-minus-zero"),
+    pytest.param("/_samplez/api/stats/track/k/{cal}/2026/00", 404, id="month-00"),
+    pytest.param("/_samplez/api/stats/track/k/{cal}/2026/13", 404, id="month-13"),
+    pytest.param("/_samplez/api/stats/track/k/{cal}/2026/02/30", 404, id="feb-30"),
+    pytest.param("/_samplez/api/stats/track/k/{cal}/2026/1/1/24", 404, id="hour-24"),
+    pytest.param("/_samplez/api/stats/track/k/{cal}/-1", 404, id="year-minus-1"),
+    pytest.param("/_samplez/api/stats/track/%FF/{cal}/2026", 404, id="calendar-key-invalid-utf8"),
+    pytest.param("/_samplez/api/stats/track/k/{cal}/1970/1/1/0", 200, id="epoch-hour"),
+    pytest.param("/_samplez%2F..%2Fsetup.cfg", 404, id="encoded-traversal"),
+    pytest.param("/_samplez//config", 404, id="double-slash"),
+]
+
+
+@pytest.mark.parametrize(("url", "status"), DASHBOARD_URLS)
+def test_dashboard_urls_through_the_middleware(samplez_on, url, status):
+    name = unique_name("dash")
+    cfg = samplez.Config(name + "_r", period=60, samples=10, by_value=True)
+    cal = samplez.CalendarCounter(name + "_y")
+    samplez.set([cfg, cal], "k", 1)
+    samplez.flush()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"app"]
+
+    client = webtest.TestApp(samplez.Middleware(app), extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+    response = client.get(url.format(cfg=cfg.name, cal=cal.name), expect_errors=True)
+    assert response.status_int == status
+    assert "Traceback" not in response.text and "Content-Security-Policy" in response.headers
+    if "/api/" in url or "format=json" in url:
+        assert response.content_type == "application/json" and response.json
+    assert client.get("/_samplezX").text == "app"  # the application is untouched
