@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -172,12 +173,46 @@ def check_unique(counter: Any, model: Model, now: float) -> None:
         assert [(float(start), v) for start, v in reading.history] == history
 
 
+def check_bitmap(counter: Any, model: Model, now: float) -> None:
+    readings = samplez.get(counter)
+    current = int(now // counter.step)
+    for key in KEYS:
+        bits: dict[int, set[int]] = {}
+        for value, when in model.of(key):
+            bits.setdefault(int(when // counter.step), set()).add(value)
+        value, history = stepped_expectation(counter, {s: len(b) for s, b in bits.items()}, now)
+        reading = readings[key]
+        assert reading.value == value
+        assert [(float(start), v) for start, v in reading.history] == history
+        assert all(reading.contains(bit) for bit in bits.get(current, ()))
+        assert not any(reading.contains(bit) for bit in range(1001, 1010))
+
+
+def calendar_parts(when: float) -> tuple[int, ...]:
+    t = datetime.fromtimestamp(when, timezone.utc)
+    return t.year, t.month, t.day, t.hour
+
+
+def check_calendar(counter: Any, model: Model, now: float) -> None:
+    readings = samplez.get(counter)
+    today = calendar_parts(now)
+    for key in [*KEYS, "all"]:
+        events = model.flushed if key == "all" else [(key, v, w) for v, w in model.of(key)]
+        parts = [(calendar_parts(when), value) for _, value, when in events]
+        reading = readings[key]
+        for depth, field in ((1, "year"), (2, "month"), (3, "day"), (4, "hour")):
+            assert getattr(reading, field) == sum(v for p, v in parts if p[:depth] == today[:depth]), field
+        assert reading.hours == [sum(v for p, v in parts if p[:3] == today[:3] and p[3] == h) for h in range(24)]
+
+
 COUNTERS = [
     pytest.param(lambda name: samplez.RollingCounter(name, window=60, buckets=6), check_rolling, id="rolling"),
     pytest.param(lambda name: samplez.RollingCounter(name, window=5), check_rolling, id="rolling-per-second"),
     pytest.param(lambda name: samplez.RollingMax(name, window=60, buckets=6), check_max, id="rolling-max"),
     pytest.param(lambda name: samplez.SteppedCounter(name, step=60, keep=3), check_stepped, id="stepped"),
     pytest.param(lambda name: samplez.UniqueCounter(name, step=60, keep=3), check_unique, id="unique"),
+    pytest.param(lambda name: samplez.BitmapCounter(name, step=60, keep=3), check_bitmap, id="bitmap"),
+    pytest.param(lambda name: samplez.CalendarCounter(name), check_calendar, id="calendar"),
 ]
 
 
