@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any, Iterable, Sequence
 from .dashboard_format import jsonable
 from .engine import engine
 from .metric import Context, Metric, Section, registered_metrics, registered_sections
-from .result import ROW_FIELDS
+from .result import ROW_FIELDS, SampleResult
 from .store.base import Store
 from .svg import histogram_bins
 
@@ -90,7 +91,7 @@ def metric_view(metric: Metric, ctx: Context, query: Query) -> dict[str, Any]:
 
 def _reservoir(config: Any, ctx: Context, query: Query) -> dict[str, Any]:
     result = config.read(ctx, period=query.period)
-    rows = result.rows(sort=query.sort, limit=query.limit, reverse=query.order == "desc")
+    rows = top_rows(result, query.sort, query.limit, reverse=query.order == "desc")
     return {
         **_identity(config),
         "key_name": config.key_name,
@@ -108,6 +109,30 @@ def _reservoir(config: Any, ctx: Context, query: Query) -> dict[str, Any]:
         "rate": config.rate,
         "rows": jsonable(rows),
     }
+
+
+def _sort_value(result: SampleResult, key: str, column: str) -> Any:
+    """What ``column`` sorts ``key`` by, computing nothing else."""
+    if column in ("count", "frequency", "share"):
+        return result.count(key)  # frequency and share grow with the count
+    if column == "average":
+        return result.average(key)
+    if column in ("min", "max"):
+        return getattr(result, column)(key)
+    return result.percentile(key, int(column[1:]))  # p50, p95, p99
+
+
+def top_rows(result: SampleResult, sort: str, limit: int, reverse: bool) -> list[dict[str, Any]]:
+    """``result.rows(sort, limit, reverse)``, but the full row (seven
+    statistics) is computed for the ``limit`` keys shown only, not for
+    every key of the reservoir: a page over 10,000 samples stays fast."""
+    keys = sorted(result.keys())
+    if sort == "key":
+        keys.sort(reverse=reverse)
+    else:
+        values = {key: _sort_value(result, key, sort) for key in keys}
+        keys.sort(key=lambda k: values[k] if values[k] is not None else -math.inf, reverse=reverse)
+    return [result.row(key) for key in keys[:limit]]
 
 
 def _reading(reading: Any) -> tuple[Any, list[Any]]:

@@ -16,6 +16,7 @@ import webtest
 
 import samplez
 from samplez.dashboard_format import duration, num, pct
+from samplez.dashboard_views import top_rows
 from samplez.metric import Metric, unregister
 from samplez.result import ROW_FIELDS
 from tests.conftest import Clock, free_port, unique_name
@@ -322,3 +323,16 @@ def test_numbers_read_at_a_glance(value, expected):
 def test_shares_and_durations():
     assert pct(0.1234) == "12.3 %" and pct(None) == "–"
     assert [duration(s) for s in (5, 252, 7500, 3 * 86400 + 4 * 3600)] == ["5 s", "4 min 12 s", "2 h 5 min", "3 d 4 h"]
+
+
+@pytest.mark.parametrize("sort", ROW_FIELDS)
+@pytest.mark.parametrize("reverse", [pytest.param(True, id="desc"), pytest.param(False, id="asc")])
+def test_top_rows_sorts_like_the_result_does(samplez_on, clock, sort, reverse):
+    config = samplez.Config(unique_name("top"), period=60, samples=500, by_value=True)
+    for i in range(400):
+        samplez.set(config, f"k{(i * 7919) % 37}", (i * 31) % 101)
+    samplez.flush()
+    result = samplez.get(config)
+    for limit in (1, 5, 100):
+        assert top_rows(result, sort, limit, reverse) == result.rows(sort=sort, limit=limit, reverse=reverse)
+    unregister(config)
