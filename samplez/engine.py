@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -53,7 +54,9 @@ class Engine:
         self.max_pending = 100_000
         self.clock: Callable[[], float] = time.time
         self.flush_mode = "background"
-        self._pending: list[Event] = []
+        # A deque: dropping the oldest when full is O(1) per event, so a dead
+        # store never makes the request path slower (bench/bench_memory.py).
+        self._pending: deque[Event] = deque()
         self._dropped = 0
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -131,7 +134,9 @@ class Engine:
 
     def _trim(self) -> None:
         excess = len(self._pending) - self.max_pending
-        del self._pending[:excess]
+        popleft = self._pending.popleft
+        for _ in range(excess):
+            popleft()
         self._dropped += excess
 
     @property
@@ -165,7 +170,7 @@ class Engine:
         """Apply every pending event now; return what this flush did."""
         with self._flush_lock:
             with self._lock:
-                events, self._pending = self._pending, []
+                events, self._pending = self._pending, deque()
                 dropped, self._dropped = self._dropped, 0
             totals = _flush.FlushTotals()
             if events:
@@ -177,7 +182,7 @@ class Engine:
                     self.health["last_error"] = repr(exc)
             if totals.retry:
                 with self._lock:
-                    self._pending[:0] = totals.retry
+                    self._pending.extendleft(reversed(totals.retry))
                     if len(self._pending) > self.max_pending:
                         self._trim()
             summary = FlushSummary(
@@ -207,7 +212,7 @@ class Engine:
             thread.join(timeout=5)
 
     def _after_fork_in_child(self) -> None:
-        self._pending = []
+        self._pending = deque()
         self._dropped = 0
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
