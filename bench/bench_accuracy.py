@@ -127,7 +127,8 @@ def chart(runs: list[dict[str, Any]], expected: float, path: Any) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     errors = [100 * r["mean_relative_error"] for r in runs]
     left.bar([f"run {i + 1}" for i in range(len(runs))], errors, color="#2b7bba", label="samplez, measured")
-    left.axhline(100 * expected, color="#1b9e77", linestyle="--", label=f"pure reservoir, theory ({100 * expected:.1f} %)")
+    theory_label = f"pure reservoir, theory ({100 * expected:.1f} %)"
+    left.axhline(100 * expected, color="#1b9e77", linestyle="--", label=theory_label)
     left.axhline(8, color="#d95f02", linestyle=":", label="target (8 %)")
     left.set_ylabel("top-10 frequency, mean relative error (%)")
     left.set_title(f"Zipf({EXPONENT}), {EVENTS:,} events, {KEYS:,} keys, samples={SAMPLES:,}", fontsize=9)
