@@ -160,7 +160,7 @@ def test_screenshot_of_the_demo(page):
         time.sleep(float(os.environ.get("SAMPLEZ_SCREENSHOT_SECONDS", "20")))
         traffic.stop()
         samplez.flush()
-        page.set_viewport_size({"width": 1280, "height": 1900})
-        page.goto(url + "/_samplez/?limit=8")
+        page.set_viewport_size({"width": 1280, "height": 2400})
+        page.goto(url + "/_samplez/?limit=6")
         page.screenshot(path=os.environ["SAMPLEZ_SCREENSHOT"], full_page=False)
         assert page.errors == []
