@@ -18,7 +18,7 @@ from typing import Any
 from .engine import engine
 from .metric import Event, resolve_targets
 
-__all__ = ["begin", "end", "join", "set"]
+__all__ = ["begin", "end", "enter", "finish", "join", "leave", "set"]
 
 _request: ContextVar[list[tuple[Any, str, Any]] | None] = ContextVar("samplez.request", default=None)
 
@@ -73,10 +73,26 @@ def end(token: Any) -> None:
     """Fold the current request's batch into the process batch and leave
     the request context (also when the handler raised)."""
     batch = _request.get()
+    leave(token)
+    finish(batch)
+
+
+def enter(batch: list[tuple[Any, str, Any]]) -> Any:
+    """Make ``batch`` the current request's batch; returns the token for
+    :func:`leave`. The middleware enters around each call into the app, so
+    a response never closed cannot leave its batch behind in the thread."""
+    return _request.set(batch)
+
+
+def leave(token: Any) -> None:
     try:
         _request.reset(token)
-    except ValueError:  # ended from another context: leave it empty instead
+    except ValueError:  # left from another context: leave it empty instead
         _request.set(None)
+
+
+def finish(batch: list[tuple[Any, str, Any]] | None) -> None:
+    """Fold a request's batch into the process batch."""
     if batch:
         engine.extend(join(batch, engine.clock()))
 

@@ -174,8 +174,17 @@ class Metric:
         return f"<{type(self).__name__} {self.name!r}>"
 
     def normalize_key(self, key: str) -> str:
-        """The key as stored: truncated to ``max_key_length`` characters."""
-        return key if len(key) <= self.max_key_length else key[: self.max_key_length]
+        """The key as stored: truncated to ``max_key_length`` characters, a
+        lone surrogate (left by a bad decode upstream) replaced by ``?`` so
+        every stored key encodes as UTF-8 on the dashboard and in JSON."""
+        if len(key) > self.max_key_length:
+            key = key[: self.max_key_length]
+        if not key.isascii():
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                key = key.encode("utf-8", "replace").decode("utf-8")
+        return key
 
     def apply(self, events: Sequence[Event], ctx: Context) -> Plan:
         """Apply ``events``; see the module docstring for the protocol."""

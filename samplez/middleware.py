@@ -16,26 +16,46 @@ log = logging.getLogger("samplez")
 
 
 class _Closing:
-    """Wraps the app's response: on ``close()`` the request batch joins the
-    process batch (and, with ``flush='request'``, is applied)."""
+    """Wraps the app's response: a streamed body runs inside the request's
+    batch as it is iterated; on ``close()`` the batch joins the process batch
+    (and, with ``flush='request'``, is applied)."""
 
-    __slots__ = ("_app_iter", "_token", "_flush")
+    __slots__ = ("_app_iter", "_items", "_flush")
 
-    def __init__(self, app_iter: Iterable[bytes], token: Any, flush: bool) -> None:
+    def __init__(self, app_iter: Iterable[bytes], items: list[Any], flush: bool) -> None:
         self._app_iter = app_iter
-        self._token = token
+        self._items = items
         self._flush = flush
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._app_iter)
+        app_iter = self._app_iter
+        if type(app_iter) is list or type(app_iter) is tuple:
+            return iter(app_iter)  # already produced: no handler code left to run
+        return self._stream(iter(app_iter))
+
+    def _stream(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        items = self._items
+        while True:
+            token = batch.enter(items)
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            finally:
+                batch.leave(token)
+            yield chunk
 
     def close(self) -> None:
         try:
             close = getattr(self._app_iter, "close", None)
             if close is not None:
-                close()
+                token = batch.enter(self._items)
+                try:
+                    close()
+                finally:
+                    batch.leave(token)
         finally:
-            batch.end(self._token)
+            batch.finish(self._items)
             if self._flush:
                 try:
                     engine.flush()
@@ -97,13 +117,18 @@ class Middleware:
             path = environ.get("PATH_INFO", "")
             if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
                 return self._serve_dashboard(environ, start_response, path[len(prefix) :])
-        token = batch.begin()
+        items: list[Any] = []
+        token = batch.enter(items)
         try:
             app_iter = self.app(environ, start_response)
         except BaseException:
-            batch.end(token)
+            batch.leave(token)
+            batch.finish(items)
             raise
-        return _Closing(app_iter, token, engine.flush_mode == "request")
+        # Left now, not at close(): a server (or a test client) that never
+        # closes the response must not leave this batch as the thread's own.
+        batch.leave(token)
+        return _Closing(app_iter, items, engine.flush_mode == "request")
 
     def _serve_dashboard(
         self, environ: dict[str, Any], start_response: Callable[..., Any], rest: str

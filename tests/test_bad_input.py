@@ -365,3 +365,25 @@ def test_dashboard_urls_through_the_middleware(samplez_on, url, status):
     if "/api/" in url or "format=json" in url:
         assert response.content_type == "application/json" and response.json
     assert client.get("/_samplezX").text == "app"  # the application is untouched
+
+
+def test_a_lone_surrogate_key_is_stored_as_a_question_mark_by_every_kind(samplez_on):
+    # A str that is not valid Unicode (left by a bad decode upstream) must
+    # not reach a page or a JSON answer as is: it cannot be encoded there.
+    name = unique_name("surrogate")
+    metrics = [
+        samplez.Config(name + "_r", period=60, samples=10, by_value=True),
+        samplez.RollingCounter(name + "_c", window=60),
+        samplez.SteppedCounter(name + "_s", step=60),
+        samplez.CalendarCounter(name + "_y"),
+    ]
+    samplez.set(metrics, "bad\ud800key", 1)
+    assert samplez.flush().applied == len(metrics)
+    assert samplez.get(metrics[0]).keys() == ["bad?key"]
+    assert all("bad?key" in samplez.get(counter).keys() for counter in metrics[1:])
+    dashboard = webtest.TestApp(
+        samplez.Dashboard(sections=samplez.Section("S", *metrics)), extra_environ={"REMOTE_ADDR": "127.0.0.1"}
+    )
+    for metric in metrics:
+        for url in (f"/config/{metric.name}", f"/config/{metric.name}?format=json", "/"):
+            assert dashboard.get(url).status_int == 200

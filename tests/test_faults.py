@@ -302,6 +302,7 @@ JUNK = [
     pytest.param(lambda i: encode_sample("k", 1.8e9, 1.0)[:-1] + b"\xff", id="bad-utf8-key"),
     pytest.param(lambda i: bytes([FORMAT_VERSION + 1]) + struct.pack("<dd", 1.8e9, 1.0), id="future-version"),
     pytest.param(lambda i: b"x" * 500_000, id="large"),
+    pytest.param(lambda i: bytes([FORMAT_VERSION]) + b'["\\ud800", "<b>k</b>", 7]', id="versioned-json-surrogate"),
 ]
 
 
@@ -502,3 +503,49 @@ def test_garbage_under_every_key_of_every_kind(memcached, fixed_clock, junk):
             assert result.count("k") >= 1
         else:
             assert check(result), f"{metric.kind} did not recover: {result['k']}"
+
+
+# -- servers that misbehave with the response -------------------------------------------
+
+
+def wsgi_call(app: Callable, path: str) -> Any:
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SERVER_NAME": "x", "SERVER_PORT": "80"}
+    environ.update({"wsgi.url_scheme": "http", "wsgi.input": None, "wsgi.errors": sys.stderr})
+    return app(environ, lambda status, headers, exc_info=None: None)
+
+
+def streaming_app(config: samplez.Config) -> Callable:
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body():
+            samplez.set(config, environ["PATH_INFO"], 1)
+            yield b"ok"
+
+        return body()
+
+    return app
+
+
+@pytest.mark.parametrize("make", [pytest.param(make_app, id="list-body"), pytest.param(streaming_app, id="streamed")])
+def test_a_response_never_closed_leaves_no_batch_behind(samplez_on, make):
+    # A server (or a test client) that forgets close(): that request's
+    # samples are never joined, but the thread must not keep its batch, or
+    # every later samplez.set outside a request would vanish into it.
+    config = reservoir()
+    body = wsgi_call(samplez.Middleware(make(config)), "/leaked")
+    assert b"".join(body) == b"ok"  # iterated, never closed
+    samplez.set(config, "outside", 1)
+    samplez.flush()
+    assert samplez.get(config).count("outside") == 1
+
+
+def test_a_response_closed_from_another_thread_still_counts(samplez_on):
+    config = reservoir()
+    body = wsgi_call(samplez.Middleware(streaming_app(config)), "/elsewhere")
+    assert b"".join(body) == b"ok"
+    closer = threading.Thread(target=body.close)
+    closer.start()
+    closer.join()
+    samplez.flush()
+    assert samplez.get(config).count("/elsewhere") == 1

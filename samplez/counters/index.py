@@ -49,7 +49,17 @@ def decode_index(raw: object) -> list[str]:
         return []
     if not isinstance(keys, list):
         return []
-    return [key for key in keys if isinstance(key, str)]
+    return [key for key in keys if isinstance(key, str) and _utf8(key)]
+
+
+def _utf8(key: str) -> bool:
+    """False for a key no writer of ours stores (a lone surrogate from a
+    JSON escape in foreign bytes): it could not be shown or encoded."""
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Admission:
