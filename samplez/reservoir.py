@@ -109,7 +109,8 @@ def read(config: Config, ctx: Context, period: str = "current", key: str | None 
     elapsed = ctx.now - start if period == "current" else float(config.period)
     space, name = ctx.space, config.name
     ops = [get(space.key(name, index, "n"))]
-    ops += [get(space.key(name, index, slot)) for slot in range(config.samples)]
+    slot_prefix = space.key(name, index, "")  # slot keys are this plus the slot number
+    ops += [get(slot_prefix + str(slot)) for slot in range(config.samples)]
     results, _ = ctx.store.execute(ops)
 
     low, high = start - config.tolerance, start + config.period + config.tolerance

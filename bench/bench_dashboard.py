@@ -1,0 +1,118 @@
+"""Dashboard server time for a 10,000-sample config, and the reservoir read
+under it (``samplez.get`` of 10,000 slots from memcached).
+
+    .venv/bin/python bench/bench_dashboard.py [--repeats 15] [--profile]
+
+The config is filled through the real path (50,000 events over 2,000 keys,
+flushed to a memcached started here) so every slot holds a sample. Pages
+are served in-process by ``samplez.Dashboard`` (the WSGI call plus reading
+the body: what the server spends, without the network). Target (SPEC §4):
+<= 150 ms for the config page. ``--profile`` prints where the config page
+spends its time (pyinstrument).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from _common import Memcached, spread, verdict, write_results
+
+import samplez
+from samplez.engine import engine
+
+SAMPLES = 10_000
+EVENTS = 50_000
+KEYS = 2_000
+
+
+def call(app: Any, path: str, query: str = "") -> tuple[float, int, str]:
+    """Serve one page in-process; seconds, body bytes and status."""
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": None,
+    }
+    status: list[str] = []
+
+    def start_response(code: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        status.append(code)
+
+    start = time.perf_counter()
+    body = app(environ, start_response)
+    size = sum(len(chunk) for chunk in body)
+    close = getattr(body, "close", None)
+    if close is not None:
+        close()
+    return time.perf_counter() - start, size, status[0]
+
+
+def fill(config: samplez.Config) -> None:
+    for i in range(EVENTS):
+        samplez.set(config, f"/content/{(i * 7919) % KEYS}", float(i % 500))
+        if i % 10_000 == 9_999:
+            samplez.flush()
+    samplez.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    config = samplez.Config("dash_10k", period=3600, samples=SAMPLES, by_value=True, value_units="ms")
+    section = samplez.Section("Bench", config)
+    pages = {
+        "config_page_html": (f"/config/{config.name}", ""),
+        "config_page_json": (f"/config/{config.name}", "format=json"),
+        # Informational: every key's row (~2,000 rows, over 1 MB of HTML).
+        "config_page_all_rows_html": (f"/config/{config.name}", f"limit={KEYS}"),
+        "key_drilldown_html": (f"/config/{config.name}/key", "key=/content/0"),
+        "index_html": ("/", ""),
+    }
+    with Memcached() as server:
+        samplez.configure(store=samplez.MemcacheStore(server.address), flush="request", max_pending=EVENTS)
+        fill(config)
+        result = samplez.get(config)
+        samples, keys, events = result.unique_samples, len(result.keys()), result.total_events
+        print(f"reservoir: {samples:,} samples, {keys:,} keys, {events:,} events")
+        dashboard = samplez.Dashboard(sections=[section])
+        for path, query in pages.values():  # warm up templates and connections
+            assert call(dashboard, path, query)[2].startswith("200"), path
+        reads, timings, sizes = [], {name: [] for name in pages}, {}
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            samplez.get(config)
+            reads.append((time.perf_counter() - start) * 1e3)
+            for name, (path, query) in pages.items():
+                seconds, size, _ = call(dashboard, path, query)
+                timings[name].append(seconds * 1e3)
+                sizes[name] = size
+        if args.profile:
+            from pyinstrument import Profiler
+
+            with Profiler(interval=0.0005) as profiler:
+                call(dashboard, *pages["config_page_html"])
+            print(profiler.output_text(unicode=True, color=False))
+        engine.stop()
+
+    figures: dict[str, Any] = {"samples": result.unique_samples, "keys": len(result.keys())}
+    figures["reservoir_read_ms"] = spread(reads)
+    print(f"samplez.get (10,000 slots from memcached)  {figures['reservoir_read_ms']['median']:7.1f} ms")
+    for name in pages:
+        figures[f"{name}_ms"] = spread(timings[name])
+        figures[f"{name}_bytes"] = sizes[name]
+        ms = figures[f"{name}_ms"]["median"]
+        mark = f"  [{verdict(ms, 150)} <= 150 ms]" if name in ("config_page_html", "config_page_json") else ""
+        print(f"{name:40s}  {ms:7.1f} ms  ({sizes[name]:,} bytes){mark}")
+    write_results("dashboard", figures, "python bench/bench_dashboard.py")
+
+
+if __name__ == "__main__":
+    main()
