@@ -578,3 +578,21 @@ def test_every_kind_reads_and_renders_with_the_store_down(spawn_memcached, fixed
         for page in (f"/config/{metric.name}", f"/config/{metric.name}/key?key=k&format=json"):
             assert dashboard.get(page).status_int == 200
     assert dashboard.get("/health?format=json").status_int == 200
+
+
+def test_first_flush_after_a_quick_restart_is_not_lost(spawn_memcached, clock):
+    # The pooled socket died with the old process; the new one never saw a
+    # byte of it, so the flush retries once on a fresh socket instead of
+    # failing and taking the node out of the ring.
+    server = spawn_memcached().start()
+    samplez.configure(store=samplez.MemcacheStore(server.address), clock=clock, flush="request")
+    config = reservoir()
+    samplez.set(config, "before", 1)
+    assert samplez.flush().applied == 1  # leaves a pooled connection
+    server.kill()
+    spawn_memcached(port=server.port).start()
+    for _ in range(25):
+        samplez.set(config, "after", 1)
+    summary = samplez.flush()
+    assert (summary.applied, summary.dropped, summary.errors) == (25, 0, 0)
+    assert samplez.get(config).count("after") == 25

@@ -13,7 +13,7 @@ from pymemcache.client.rendezvous import RendezvousHash
 
 from ..errors import ConfigError, StoreError
 from .base import MAX_KEY_LENGTH, REFUSED, UNREACHABLE, Op, Store
-from .wire import Connection
+from .wire import Connection, StaleConnection
 
 __all__ = ["MemcacheStore"]
 
@@ -55,7 +55,14 @@ class _Node:
             conn = self.idle.pop() if self.idle else None
         if conn is None:
             conn = Connection(self.host, self.port, self.connect_timeout, self.timeout)
-        results = conn.execute(ops)
+        try:
+            results = conn.execute(ops)
+        except StaleConnection:
+            # Idle sockets of a restarted server all die alike: drop them
+            # and try once on a new connection.
+            self.close()
+            conn = Connection(self.host, self.port, self.connect_timeout, self.timeout)
+            results = conn.execute(ops)
         with self.lock:
             if len(self.idle) < 8:
                 self.idle.append(conn)

@@ -16,10 +16,16 @@ from typing import Any, Sequence
 from ..errors import StoreError
 from .base import REFUSED, RELATIVE_TTL_LIMIT, Op
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "StaleConnection"]
 
 _GET_CHUNK = 100
 _STORE_REPLIES = {b"STORED": True, b"NOT_STORED": False, b"EXISTS": False, b"NOT_FOUND": False}
+
+
+class StaleConnection(StoreError):
+    """Raised when a reused socket turns out closed before a byte of answer
+    came back (the server restarted, or dropped an idle client): the server
+    never read the commands, so they are safe to send again on a new one."""
 
 
 class Connection:
@@ -31,6 +37,7 @@ class Connection:
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self._sock: socket.socket | None = None
+        self._answered = False
         self._buf = b""
         self._pos = 0
 
@@ -57,6 +64,7 @@ class Connection:
         """Send every op in one write and read every answer; raise
         :class:`StoreError` (and drop the socket) on any transport fault."""
         payload, plan = _encode(ops)
+        reused, self._answered = self._sock is not None, False
         try:
             if self._sock is None:
                 self._sock = self._connect()
@@ -64,7 +72,9 @@ class Connection:
             return self._read_answers(ops, plan)
         except (OSError, ValueError, IndexError) as exc:
             self.close()
-            raise StoreError(f"memcached {self.host}:{self.port}: {exc or type(exc).__name__}") from exc
+            stale = reused and not self._answered and isinstance(exc, ConnectionError)
+            kind = StaleConnection if stale else StoreError
+            raise kind(f"memcached {self.host}:{self.port}: {exc or type(exc).__name__}") from exc
 
     # -- reading ---------------------------------------------------------
 
@@ -73,6 +83,7 @@ class Connection:
         chunk = self._sock.recv(262144)
         if not chunk:
             raise ConnectionError("connection closed by server")
+        self._answered = True
         self._buf = self._buf[self._pos :] + chunk
         self._pos = 0
 
