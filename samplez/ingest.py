@@ -276,6 +276,9 @@ def zmq_lines(
     socket = context.socket(zmq.SUB)
     try:
         socket.setsockopt(zmq.LINGER, 0)
+        # A SUB socket drops what overflows its queue: leave room for the
+        # bursts that arrive while a flush is on the wire.
+        socket.setsockopt(zmq.RCVHWM, 100_000)
         socket.setsockopt_string(zmq.SUBSCRIBE, topic)
         socket.connect(url)
         count = 0

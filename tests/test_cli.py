@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
 import subprocess
-import sys
-from pathlib import Path
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
@@ -18,8 +14,7 @@ import pytest
 import samplez
 from example_app import metrics
 from samplez.cli import UsageError, load_metrics
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.processes import python_m, stop
 
 
 @pytest.mark.parametrize(
@@ -49,17 +44,7 @@ def test_load_metrics_accepts_sections_and_metrics(spec, expected):
 
 
 def command(*args: str) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    for name in ("SAMPLEZ_MEMCACHE", "SAMPLEZ_AUTH"):
-        env.pop(name, None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "samplez", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return python_m("samplez", *args)
 
 
 def get(url: str, **headers: str) -> tuple[int, bytes]:
@@ -75,18 +60,6 @@ def dashboard(memcached, *args: str):
     line = proc.stdout.readline()
     assert line.startswith("samplez dashboard: http://"), proc.communicate(timeout=10)
     return proc, line.split(": ", 1)[1].strip()
-
-
-def stop(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
 
 
 def test_the_dashboard_alone_shows_what_the_app_wrote(memcached):
@@ -108,7 +81,7 @@ def test_the_dashboard_alone_shows_what_the_app_wrote(memcached):
         status, body = get(url)
         assert status == 200 and b"Popular content" in body
     finally:
-        assert stop(proc) == 0
+        assert stop(proc)[0] == 0
 
 
 def test_the_dashboard_alone_can_ask_for_basic_auth(memcached):
@@ -122,7 +95,7 @@ def test_the_dashboard_alone_can_ask_for_basic_auth(memcached):
         shown = [(s["title"], [m["name"] for m in s["metrics"]]) for s in json.loads(body)["sections"]]
         assert shown == [("Shops", ["pageviews", "orders_1h"]), ("Other", ["requests_1m"])]
     finally:
-        assert stop(proc) == 0
+        assert stop(proc)[0] == 0
 
 
 @pytest.mark.parametrize(

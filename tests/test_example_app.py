@@ -5,10 +5,7 @@ flushes every pending sample when stopped."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -25,6 +22,7 @@ from example_app import metrics
 from example_app.site import create_app
 from example_app.traffic import Traffic
 from samplez.engine import engine
+from tests.processes import python_m, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = {"reservoir", "rolling", "rolling_max", "stepped", "unique", "hll", "bitmap", "calendar"}
@@ -150,16 +148,7 @@ def test_example_app_app_is_the_wrapped_wsgi_app():
 
 
 def demo(*args: str) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("SAMPLEZ_MEMCACHE", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "example_app", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return python_m("example_app", *args)
 
 
 def test_python_m_example_app_serves_and_flushes_everything_when_stopped(memcached):
@@ -175,13 +164,9 @@ def test_python_m_example_app_serves_and_flushes_everything_when_stopped(memcach
                 break
             assert time.monotonic() < deadline, f"the demo's dashboard never filled: {sorted(kinds)}"
             time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
+        status, out, err = stop(proc)
+    assert status == 0, err
     sent = int(out.split("samplez demo stopped: ")[1].split(" demo requests sent")[0])
     # Every request the traffic sent was measured and flushed before exit
     # (the dashboard's own pages are not measured).

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import os
 import signal
 import socket
 import subprocess
@@ -21,10 +20,10 @@ import pytest
 import samplez
 from example_app import metrics
 from tests.conftest import MemcachedProcess, free_port
+from tests.processes import ROOT, environment
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 ENDPOINT = "GET /api/items"
 WORKERS, CLIENTS = 4, 4
@@ -35,7 +34,7 @@ def gunicorn(memcached: MemcachedProcess, *args: str) -> Iterator[tuple[int, sub
     """gunicorn serving the demo on a free port; SIGTERM'd and waited for
     on the way out."""
     port = free_port()
-    env = dict(os.environ, SAMPLEZ_MEMCACHE=memcached.address, PYTHONPATH=str(ROOT))
+    env = environment(SAMPLEZ_MEMCACHE=memcached.address)
     argv = [str(GUNICORN), "-w", str(WORKERS), "-b", f"127.0.0.1:{port}", "--graceful-timeout", "20", *args]
     proc = subprocess.Popen(
         [*argv, "example_app:app"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
