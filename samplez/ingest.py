@@ -246,8 +246,15 @@ def stdin_lines(
 
     def reader() -> None:
         try:
-            for line in stream:
+            while True:
+                # Bounded reads: a line past MAX_LINE is passed on cut (and
+                # counted as too long), the rest of it skipped unread.
+                line = stream.readline(MAX_LINE + 1)
+                if not line:
+                    break
                 lines.put(line)
+                while len(line) > MAX_LINE and not line.endswith(b"\n"):
+                    line = stream.readline(MAX_LINE + 1)
         finally:
             lines.put(None)  # EOF
 

@@ -131,6 +131,9 @@ def test_mapper_arguments_are_checked(kwargs, message):
 def test_stdin_lines_end_at_eof_and_tick_while_idle():
     stop = threading.Event()
     assert list(ingest.stdin_lines(io.BytesIO(b"a\nb\n"), stop)) == [b"a\n", b"b\n"]
+    huge = b"x" * (3 * ingest.MAX_LINE) + b"\nafter\n"
+    lines = list(ingest.stdin_lines(io.BytesIO(huge), stop))
+    assert [len(line) for line in lines] == [ingest.MAX_LINE + 1, 6]  # cut once, the rest skipped
     read_end, write_end = os.pipe()
     with open(read_end, "rb") as reader, open(write_end, "wb") as writer:
         lines = ingest.stdin_lines(reader, stop, idle=0.01, max_events=1)
