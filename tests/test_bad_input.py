@@ -387,3 +387,27 @@ def test_a_lone_surrogate_key_is_stored_as_a_question_mark_by_every_kind(samplez
     for metric in metrics:
         for url in (f"/config/{metric.name}", f"/config/{metric.name}?format=json", "/"):
             assert dashboard.get(url).status_int == 200
+
+
+# -- the largest accepted arguments still work on a real memcached -------------------
+
+EDGE_METRICS = [
+    pytest.param(lambda n: samplez.Config(n, period=1, samples=1, by_value=True), 1, id="period-1s-one-sample"),
+    pytest.param(lambda n: samplez.Config(n, period=10**9, samples=10, by_value=True), 1, id="period-31-years"),
+    pytest.param(lambda n: samplez.Config(n, period=10**12, samples=10, by_value=True), 1, id="period-huge"),
+    pytest.param(lambda n: samplez.SteppedCounter(n, step=10**9, keep=1000), 1, id="stepped-ttl-past-2038"),
+    pytest.param(lambda n: samplez.CalendarCounter(n, retention=10**10), 1, id="calendar-retention-past-2038"),
+    pytest.param(lambda n: samplez.RollingCounter(n, window=360 * 86400, buckets=12), 1, id="rolling-a-year"),
+]
+
+
+@pytest.mark.parametrize(("build", "value"), EDGE_METRICS)
+def test_longest_periods_and_retentions_are_kept(samplez_on, build, value):
+    # memcached reads expiries past 30 days as UNIX times held in 32 bits:
+    # a TTL reaching past 2038 must be capped, not expire the item at once.
+    metric = build(unique_name("edge"))
+    samplez.set(metric, "k", value)
+    summary = samplez.flush()
+    assert (summary.applied, summary.dropped) == (1, 0)
+    result = samplez.get(metric)
+    assert (result.count("k") if metric.kind == "reservoir" else result["k"].display_value) >= 1

@@ -146,9 +146,14 @@ def _number_or_refused(line: bytes) -> Any:
     return int(line) if line.isdigit() else REFUSED
 
 
+#: memcached keeps expiry times in 32 bits: a later one expires the item at
+#: once, so very long TTLs are cut to this (January 2038).
+MAX_EXPTIME = 2**31 - 1
+
+
 def _exptime(ttl: int) -> int:
     """memcached reads an expiry over 30 days as a UNIX time: send one."""
-    return int(time.time()) + ttl if ttl > RELATIVE_TTL_LIMIT else ttl
+    return min(int(time.time()) + ttl, MAX_EXPTIME) if ttl > RELATIVE_TTL_LIMIT else ttl
 
 
 def _encode(ops: Sequence[Op]) -> tuple[bytes, list[tuple[int, int]]]:
