@@ -171,7 +171,10 @@ class Dashboard:
         if refused is not None:
             return refused
         request = Request(environ)
-        adapter = URL_MAP.bind_to_environ(environ)
+        try:
+            adapter = URL_MAP.bind_to_environ(environ)
+        except HTTPException as exc:  # e.g. a Host header no URL can hold
+            return Response(f"{exc.code} {exc.name}\n", status=exc.code or 400, mimetype="text/plain")
         as_json = request.args.get("format") == "json" or request.path.startswith("/api/")
         try:
             endpoint, values = adapter.match()

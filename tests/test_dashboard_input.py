@@ -68,6 +68,7 @@ BAD_REQUESTS = [
     pytest.param("/?limit=%00", 400, id="limit-nul"),
     pytest.param("/?limit=%D9%A1%D9%A2", 400, id="limit-arabic-digits"),
     pytest.param("/?limit=", 400, id="limit-empty"),
+    pytest.param("/?limit=%zz&period=%", 400, id="bad-percent-escapes"),
     pytest.param("/?limit=100001", 400, id="limit-too-large"),
     pytest.param("/?period=tomorrow", 400, id="period-unknown"),
     pytest.param("/?period=previous&format=json&limit=x", 400, id="bad-limit-json"),
@@ -116,11 +117,24 @@ def test_a_10kb_key_is_handled(app, metrics):
     assert response.status_int == 200 and "No samples" in response.text
 
 
-def test_raw_invalid_utf8_bytes_in_the_path():
-    # A WSGI server hands the raw bytes over as latin-1 characters.
+@pytest.mark.parametrize(
+    "environ, status",
+    [
+        # A WSGI server hands raw path bytes over as latin-1 characters.
+        pytest.param({"PATH_INFO": "/config/\xff\xfe\xc3("}, 404, id="raw-invalid-utf8-path"),
+        pytest.param({"HTTP_HOST": "a" * 5000}, 400, id="host-no-url-can-hold"),
+        pytest.param({"HTTP_HOST": "evil\r\nX-Injected: 1"}, 200, id="host-with-crlf"),
+        pytest.param({"HTTP_HOST": "evil\r\nX-Injected: 1", "PATH_INFO": ""}, 308, id="redirect-crlf-host"),
+        pytest.param({"SCRIPT_NAME": "/\xff<x>"}, 200, id="odd-script-name"),
+        pytest.param({"REQUEST_METHOD": "\xff"}, 405, id="odd-method"),
+    ],
+)
+def test_odd_environs_from_the_server(environ, status):
     app = webtest.TestApp(samplez.Dashboard(), extra_environ=LOCAL, lint=False)
-    response = app.get("/", extra_environ={"PATH_INFO": "/config/\xff\xfe\xc3("}, status="*")
-    assert response.status_int == 404 and "Traceback" not in response.text
+    response = app.get("/", extra_environ=environ, status="*")
+    assert response.status_int == status and "Traceback" not in response.text
+    assert all("\n" not in value and "X-Injected" not in value for _, value in response.headerlist)
+    assert "<x>" not in response.text
 
 
 # -- the calendar API -------------------------------------------------------------
