@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import threading
 import time
@@ -44,6 +45,18 @@ class FlushSummary:
     dropped: int = 0
     round_trips: int = 0
     errors: int = 0
+
+
+def _checked_clock(clock: Any) -> Callable[[], float]:
+    """``clock`` if it is a callable returning finite seconds: asked once
+    now, so a wrong one fails here and not inside every request."""
+    try:
+        now = clock()
+    except Exception as exc:
+        raise ConfigError(f"clock must be a callable returning seconds, got {clock!r} ({exc!r})") from None
+    if isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now) or now < 0:
+        raise ConfigError(f"clock must return seconds since the epoch, got {now!r} from {clock!r}")
+    return clock  # type: ignore[no-any-return]
 
 
 class Engine:
@@ -103,9 +116,7 @@ class Engine:
                 raise ConfigError(f"max_pending must be an int > 0, got {max_pending!r}")
             self.max_pending = max_pending
         if clock is not _UNSET:
-            if not callable(clock):
-                raise ConfigError(f"clock must be a callable returning seconds, got {clock!r}")
-            self.clock = clock
+            self.clock = _checked_clock(clock)
         if flush is not _UNSET:
             if flush not in FLUSH_MODES:
                 raise ConfigError(f"flush must be 'background' or 'request', got {flush!r}")

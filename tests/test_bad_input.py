@@ -246,6 +246,13 @@ OTHER_REFUSED = [
         lambda: samplez.configure(max_pending=1.5), samplez.ConfigError, "max_pending", id="max-pending-float"
     ),
     pytest.param(lambda: samplez.configure(clock=5), samplez.ConfigError, "clock", id="clock-not-callable"),
+    pytest.param(lambda: samplez.configure(clock=lambda: "now"), samplez.ConfigError, "'now'", id="clock-returns-str"),
+    pytest.param(lambda: samplez.configure(clock=lambda: float("nan")), samplez.ConfigError, "nan", id="clock-nan"),
+    pytest.param(lambda: samplez.configure(clock=lambda: -1.0), samplez.ConfigError, "-1.0", id="clock-negative"),
+    pytest.param(
+        lambda: samplez.configure(clock=lambda: 1 / 0), samplez.ConfigError, "ZeroDivision", id="clock-raises"
+    ),
+    pytest.param(lambda: samplez.configure(clock=lambda x: x), samplez.ConfigError, "clock", id="clock-wants-argument"),
     pytest.param(lambda: samplez.configure(flush="never"), samplez.ConfigError, "flush must be", id="flush-mode"),
     pytest.param(
         lambda: samplez.configure(store="127.0.0.1:11211"), samplez.ConfigError, "store must be", id="store-str"
