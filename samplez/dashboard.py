@@ -17,35 +17,18 @@ logged and answered with a plain 500 page without traceback.
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
-import os
-import re
 from typing import Any, Callable, Iterable
 
-import jinja2
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound
-from werkzeug.routing import Map, MapAdapter, RequestRedirect, Rule
+from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Request, Response
 
-from . import access, dashboard_format, svg
-from .dashboard_views import (
-    ORDERS,
-    PERIODS,
-    SORTS,
-    Query,
-    calendar_view,
-    health_view,
-    key_view,
-    metric_view,
-    parse_date,
-    reader,
-    visible_sections,
-)
+from . import access
+from .dashboard_render import Page, clip, error_page, json_response, parse_query, stylesheet
+from .dashboard_views import calendar_view, health_view, key_view, metric_view, parse_date, reader, visible_sections
 from .errors import ConfigError
 from .metric import Metric, Section
-from .result import ROW_FIELDS
 from .store.base import Store
 
 __all__ = ["Dashboard", "SECURITY_HEADERS"]
@@ -63,10 +46,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-MAX_LIMIT = 100_000
-_LIMIT_RE = re.compile(r"[0-9]{1,6}")
-_HERE = os.path.dirname(os.path.abspath(__file__))
-TEMPLATE_DIRS = (os.path.join(_HERE, "templates"), os.path.join(os.path.dirname(_HERE), "templates"))
 
 _DATE_PARTS = ("year", "month", "day", "hour")
 _TRACK = "/api/stats/track/<key>/<name>/<year>"
@@ -84,51 +63,6 @@ ROUTES = [
 ]
 # Read-only pages: anything but GET (and HEAD) is a 405.
 URL_MAP = Map([Rule(path, endpoint=name, defaults=defaults, methods=["GET"]) for path, name, defaults in ROUTES])
-
-
-@functools.cache
-def environment() -> jinja2.Environment:
-    """The jinja2 environment: templates from the installed package or the
-    source tree, every ``{{ }}`` escaped."""
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader([d for d in TEMPLATE_DIRS if os.path.isdir(d)]),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters.update(
-        num=dashboard_format.num,
-        pct=dashboard_format.pct,
-        duration=dashboard_format.duration,
-        when=dashboard_format.when,
-    )
-    env.globals.update(
-        sparkline=svg.sparkline,
-        bars=svg.bars,
-        histogram=svg.histogram,
-        meter=svg.meter,
-        fmt=dashboard_format.num,
-        COLUMNS=COLUMNS,
-        HOURS=[f"{hour:02d}:00" for hour in range(24)],
-    )
-    return env
-
-
-#: Reservoir table columns: (row field, header; None = the config's key_name).
-COLUMNS = (
-    ("key", None),
-    ("count", "Samples"),
-    ("frequency", "Frequency /s"),
-    ("average", "Average"),
-    ("min", "Min"),
-    ("max", "Max"),
-    ("p50", "p50"),
-    ("p95", "p95"),
-    ("p99", "p99"),
-    ("share", "Share"),
-)
-assert tuple(c for c, _ in COLUMNS) == ROW_FIELDS
 
 
 class Dashboard:
@@ -179,27 +113,27 @@ class Dashboard:
         try:
             endpoint, values = adapter.match()
             if endpoint == "css":
-                return Response(_stylesheet(), mimetype="text/css")
+                return Response(stylesheet(), mimetype="text/css")
             if endpoint == "favicon":  # browsers ask for it on the JSON pages
                 return Response(status=204)
             if endpoint == "calendar":
                 return self._calendar(**values)
             query = parse_query(request.args)
-            page = _Page(adapter, query, endpoint, values)
+            page = Page(adapter, query, endpoint, values)
             return getattr(self, "_" + endpoint)(page, request, **values)
         except RequestRedirect as redirect:
             return redirect.get_response(environ)  # type: ignore[return-value]
         except HTTPException as exc:
-            return _error(exc.code or 500, exc.description or exc.name, as_json, adapter)
+            return error_page(exc.code or 500, exc.description or exc.name, as_json, adapter)
 
     def _metric_named(self, name: str) -> Metric:
         for _, metrics in visible_sections(self.sections):
             for metric in metrics:
                 if metric.name == name:
                     return metric
-        raise NotFound(f"no config or counter named {_clip(name)} on this dashboard")
+        raise NotFound(f"no config or counter named {clip(name)} on this dashboard")
 
-    def _index(self, page: _Page, request: Request) -> Response:
+    def _index(self, page: Page, request: Request) -> Response:
         ctx = reader(self.store)
         sections: list[dict[str, Any]] = [
             {"title": title, "metrics": [metric_view(m, ctx, page.query) for m in metrics]}
@@ -210,12 +144,12 @@ class Dashboard:
         data["health"] = health_view(self.store)
         return page.render("index.html", data)
 
-    def _metric(self, page: _Page, request: Request, name: str) -> Response:
+    def _metric(self, page: Page, request: Request, name: str) -> Response:
         metric = self._metric_named(name)
         data = {**page.query_dict(), "metric": metric_view(metric, reader(self.store), page.query)}
         return page.render("metric.html", data)
 
-    def _key(self, page: _Page, request: Request, name: str) -> Response:
+    def _key(self, page: Page, request: Request, name: str) -> Response:
         metric = self._metric_named(name)
         key = request.args.get("key")
         if not key:
@@ -224,90 +158,24 @@ class Dashboard:
         data = {**page.query_dict(), "key": key_view(metric, reader(self.store), key, page.query)}
         return page.render("key.html", data)
 
-    def _health(self, page: _Page, request: Request) -> Response:
+    def _health(self, page: Page, request: Request) -> Response:
         return page.render("health.html", {"health": health_view(self.store)})
 
     def _calendar(self, key: str, name: str, **parts: str | None) -> Response:
         try:
             metric = self._metric_named(name)
         except NotFound as exc:
-            return _json({"error": exc.description, "status": 404}, 404)
+            return json_response({"error": exc.description, "status": 404}, 404)
         if metric.kind != "calendar":
-            return _json({"error": f"{_clip(name)} is not a calendar counter", "status": 404}, 404)
+            return json_response({"error": f"{clip(name)} is not a calendar counter", "status": 404}, 404)
         try:
             year, month, day, hour = parse_date(parts[p] for p in _DATE_PARTS)
         except ValueError as exc:
-            return _json({"error": str(exc), "status": 404}, 404)
+            return json_response({"error": str(exc), "status": 404}, 404)
         data = calendar_view(metric, reader(self.store), key, year, month, day, hour)
         if data is None:
-            return _json({"error": f"no key {_clip(key)} in {name}", "status": 404}, 404)
-        return _json(data)
-
-
-class _Page:
-    """One request's page: its query, its links and its rendering."""
-
-    def __init__(self, adapter: MapAdapter, query: Query, endpoint: str = "index", values: Any = None) -> None:
-        self.adapter = adapter
-        self.query = query
-        self.endpoint = endpoint
-        self.values: dict[str, Any] = dict(values or {})
-
-    def here(self, **changes: Any) -> str:
-        """This page again, with some query values changed."""
-        return self.url(self.endpoint, **{**self.values, **changes})
-
-    def query_dict(self) -> dict[str, Any]:
-        q = self.query
-        return {"period": q.period, "sort": q.sort, "order": q.order, "limit": q.limit}
-
-    def url(self, endpoint: str, **values: Any) -> str:
-        """A link that keeps this page's period, sort and limit."""
-        q = self.query
-        params: dict[str, Any] = {}
-        if q.period != "current":
-            params["period"] = q.period
-        if (q.sort, q.order) != ("frequency", "desc"):
-            params.update(sort=q.sort, order=q.order)
-        if q.limit != Query.limit:
-            params["limit"] = q.limit
-        params.update(values)
-        params = {k: v for k, v in params.items() if v is not None}
-        return self.adapter.build(endpoint, params)
-
-    def sort_url(self, endpoint: str, column: str, **values: Any) -> str:
-        """The header link of ``column``: sort by it, or flip the order."""
-        if column == self.query.sort:
-            order = "asc" if self.query.order == "desc" else "desc"
-        else:
-            order = "asc" if column == "key" else "desc"
-        return self.url(endpoint, sort=column, order=order, **values)
-
-    def render(self, template: str, data: dict[str, Any]) -> Response:
-        if self.query.format == "json":
-            return _json(data)
-        html = environment().get_template(template).render(data=data, page=self)
-        return Response(html, mimetype="text/html")
-
-
-def parse_query(args: Any) -> Query:
-    """The checked query string; :class:`BadRequest` naming the bad value."""
-    fmt = args.get("format", "html")
-    if fmt not in ("html", "json"):
-        raise BadRequest(f"format must be html or json, got {_clip(fmt)}")
-    period = args.get("period", "current")
-    if period not in PERIODS:
-        raise BadRequest(f"period must be current or previous, got {_clip(period)}")
-    sort = args.get("sort", "frequency")
-    if sort not in SORTS:
-        raise BadRequest(f"sort must be one of {', '.join(SORTS)}, got {_clip(sort)}")
-    order = args.get("order", "asc" if sort == "key" else "desc")
-    if order not in ORDERS:
-        raise BadRequest(f"order must be asc or desc, got {_clip(order)}")
-    raw_limit = args.get("limit", str(Query.limit))
-    if not _LIMIT_RE.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT:,}, got {_clip(raw_limit)}")
-    return Query(period=period, sort=sort, order=order, limit=int(raw_limit), format=fmt)
+            return json_response({"error": f"no key {clip(key)} in {name}", "status": 404}, 404)
+        return json_response(data)
 
 
 def _check_sections(sections: Any) -> tuple[Section, ...] | None:
@@ -322,27 +190,3 @@ def _check_sections(sections: Any) -> tuple[Section, ...] | None:
         if not isinstance(section, Section):
             raise ConfigError(f"sections must hold Section objects, got {section!r}")
     return checked
-
-
-def _clip(text: str, length: int = 80) -> str:
-    """User text quoted for an error message, cut to ``length`` characters."""
-    return repr(text if len(text) <= length else text[:length] + "…")
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    body = json.dumps(dashboard_format.jsonable(data), allow_nan=False, separators=(",", ":"))
-    return Response(body, status=status, mimetype="application/json")
-
-
-def _error(status: int, message: str, as_json: bool, adapter: MapAdapter) -> Response:
-    if as_json:
-        return _json({"error": message, "status": status}, status)
-    html = environment().get_template("error.html").render(status=status, message=message, page=_Page(adapter, Query()))
-    return Response(html, status=status, mimetype="text/html")
-
-
-@functools.lru_cache(maxsize=1)
-def _stylesheet() -> str:
-    env = environment()
-    assert env.loader is not None
-    return env.loader.get_source(env, "samplez.css")[0]
