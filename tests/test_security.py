@@ -250,3 +250,22 @@ def test_dashboard_pages_leak_no_secret_and_run_no_user_text(memcached, clock, m
     data = app.get(f"/config/{metrics[0].name}?format=json&limit=100").json
     stored = sorted(metrics[0].normalize_key(key) for key in HOSTILE_KEYS)
     assert sorted(row["key"] for row in data["metric"]["rows"]) == stored
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"X-Forwarded-For": "127.0.0.1"}, id="x-forwarded-for"),
+        pytest.param({"X-Real-IP": "127.0.0.1"}, id="x-real-ip"),
+        pytest.param({"Forwarded": "for=127.0.0.1"}, id="forwarded"),
+        pytest.param({"Host": "localhost"}, id="host-localhost"),
+        pytest.param({"X-Forwarded-For": "::1", "X-Forwarded-Host": "127.0.0.1"}, id="forwarded-ipv6"),
+    ],
+)
+def test_loopback_only_default_ignores_spoofed_client_headers(samplez_on, headers):
+    # Only the socket's address counts: a remote client cannot claim to be local.
+    app = webtest.TestApp(samplez.Dashboard(), extra_environ={"REMOTE_ADDR": "203.0.113.9"})
+    for url in ("/", "/health?format=json", "/config/anything"):
+        response = app.get(url, headers=headers, expect_errors=True)
+        assert response.status_int == 403, url
+        assert "Content-Security-Policy" in response.headers
