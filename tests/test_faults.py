@@ -596,3 +596,25 @@ def test_first_flush_after_a_quick_restart_is_not_lost(spawn_memcached, clock):
     summary = samplez.flush()
     assert (summary.applied, summary.dropped, summary.errors) == (25, 0, 0)
     assert samplez.get(config).count("after") == 25
+
+
+HANGING_EXIT_SCRIPT = """
+import samplez
+samplez.configure(store=samplez.MemcacheStore({address!r}, timeout=0.3), flush_interval=3600)
+config = samplez.Config("exit_hang", period=3600, samples=100, by_value=True)
+for i in range(100):
+    samplez.set(config, "k", i)
+print("done", flush=True)
+"""
+
+
+def test_exit_with_a_store_that_never_answers_is_bounded_and_quiet():
+    hang = HangingServer()
+    try:
+        script = HANGING_EXIT_SCRIPT.format(address=f"127.0.0.1:{hang.port}")
+        finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    finally:
+        hang.close()
+    assert finished.returncode == 0 and finished.stdout == "done\n"
+    assert hang.received.is_set(), "the exit flush should have tried"
+    assert "Traceback" not in finished.stderr  # logged as a warning, not a crash
