@@ -91,3 +91,18 @@ def test_calendar_card_links_its_api(views):
     app = local_app(samplez.Dashboard(sections=samplez.Section("Views", counter)))
     api = app.get("/").click(description="JSON API")
     assert api.content_type == "application/json" and strict_json(api.text)["year"] == now.year
+
+
+def test_a_stepped_key_page_lists_its_previous_steps(samplez_on, clock):
+    counter = samplez.SteppedCounter(unique_name("orders"), step=60, keep=3)
+    for amount in (5, 7, 11):
+        samplez.set(counter, "shop01", amount)
+        samplez.flush()
+        clock.advance(60)
+    app = local_app(samplez.Dashboard(sections=samplez.Section("Orders", counter)))
+    try:
+        page = app.get(f"/config/{counter.name}/key", params={"key": "shop01"})
+        assert "Previous steps" in page.text and page.text.count('<td class="n">') == 3
+        assert '<svg class="spark"' in page.text
+    finally:
+        unregister(counter)
