@@ -269,3 +269,27 @@ def test_loopback_only_default_ignores_spoofed_client_headers(samplez_on, header
         response = app.get(url, headers=headers, expect_errors=True)
         assert response.status_int == 403, url
         assert "Content-Security-Policy" in response.headers
+
+
+@pytest.mark.parametrize(
+    ("key", "accepted"),
+    [
+        pytest.param("k" * 250, True, id="250-chars"),
+        pytest.param("samplez:a.b-c_d:1:n", True, id="ours"),
+        pytest.param("k" * 251, False, id="251-chars"),
+        pytest.param("", False, id="empty"),
+        pytest.param("a b", False, id="space"),
+        pytest.param("a\r\nset x 0 0 1", False, id="crlf"),
+        pytest.param("a\tb", False, id="tab"),
+        pytest.param("a\x00b", False, id="nul"),
+        pytest.param("a\x7fb", False, id="del"),
+        pytest.param("caf\u00e9", False, id="non-ascii"),
+    ],
+)
+def test_both_stores_refuse_the_same_malformed_keys(store, key, accepted):
+    results, _ = store.execute([ops.set_(key, b"v", 60), ops.get(key), ops.set_("after", b"ok", 60), ops.get("after")])
+    assert results[2:] == [True, b"ok"]  # a bad key never desynchronizes what follows
+    if accepted:
+        assert results[:2] == [True, b"v"]
+    else:
+        assert all(ops.is_failure(r) for r in results[:2])

@@ -23,6 +23,7 @@ non-numeric value under ``incr``, out of memory, a value too large).
 from __future__ import annotations
 
 import abc
+import re
 from typing import Any, NamedTuple, Sequence
 
 __all__ = [
@@ -43,12 +44,18 @@ __all__ = [
     "is_failure",
     "set_",
     "touch",
+    "valid_key",
 ]
 
 MAX_KEY_LENGTH = 250
 MAX_VALUE_LENGTH = 1024 * 1024
 # memcached reads an expiry above 30 days as an absolute UNIX time.
 RELATIVE_TTL_LIMIT = 30 * 24 * 3600
+
+
+#: Whether a str is one memcache key: printable ASCII without spaces, 1 to
+#: 250 characters (a space or a newline would be read as more protocol).
+valid_key = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}").fullmatch
 
 
 class Failure:

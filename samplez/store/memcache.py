@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from typing import Any, Iterable, Sequence
@@ -12,14 +11,12 @@ from typing import Any, Iterable, Sequence
 from pymemcache.client.rendezvous import RendezvousHash
 
 from ..errors import ConfigError, StoreError
-from .base import MAX_KEY_LENGTH, REFUSED, UNREACHABLE, Op, Store
+from .base import REFUSED, UNREACHABLE, Op, Store, valid_key
 from .wire import Connection, StaleConnection
 
 __all__ = ["MemcacheStore"]
 
 log = logging.getLogger("samplez.store")
-# What memcached's text protocol takes as one key: printable ASCII, no space.
-_valid_key = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}").fullmatch
 
 
 def _parse_server(server: str) -> tuple[str, int]:
@@ -170,7 +167,7 @@ class MemcacheStore(Store):
     def execute(self, ops: Sequence[Op]) -> tuple[list[Any], int]:
         if not ops:
             return [], 0
-        bad = [i for i, op in enumerate(ops) if _valid_key(op.key) is None]
+        bad = [i for i, op in enumerate(ops) if valid_key(op.key) is None]
         if bad:
             # A key with a space or a newline would be read by memcached as
             # more protocol: refuse it here instead of sending it.

@@ -8,11 +8,11 @@ import time
 from typing import Any, Callable, Sequence
 
 from .base import (
-    MAX_KEY_LENGTH,
     MAX_VALUE_LENGTH,
     REFUSED,
     Op,
     Store,
+    valid_key,
 )
 
 __all__ = ["MemoryStore"]
@@ -75,7 +75,7 @@ class MemoryStore(Store):
 
     def _apply(self, op: Op, now: float) -> Any:
         cmd, key = op.cmd, op.key
-        if len(key) > MAX_KEY_LENGTH or not key.isascii() or any(c <= " " for c in key):
+        if valid_key(key) is None:
             return REFUSED
         entry = self._live(key, now)
         if cmd == "get":
