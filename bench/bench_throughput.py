@@ -3,7 +3,7 @@ serving a tiny app bare, wrapped by samplez (3 ``set`` calls per request,
 MemcacheStore on a memcached started here, background flusher), and
 wrapped with the original design's synchronous per-request flush.
 
-    .venv/bin/python bench/bench_throughput.py [--rounds 5] [--seconds 5]
+    .venv/bin/python bench/bench_throughput.py [--rounds 9] [--seconds 3]
 
 The three servers run side by side and wrk visits them in turn, round after
 round, so drifts of the shared machine hit every mode alike; figures are
@@ -69,6 +69,28 @@ def run_wrk(port: int, seconds: int, connections: int) -> dict[str, float]:
     return figures
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by ``pids`` (all threads)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def family(pid: int) -> list[int]:
+    """A gunicorn master and its workers."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [pid, *map(int, children.read().split())]
+    except OSError:
+        return [pid]
+
+
 def chart(figures: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
     import matplotlib
 
@@ -100,8 +122,8 @@ def chart(figures: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
 
@@ -115,7 +137,13 @@ def main() -> None:
             for round_number in range(args.rounds):
                 order = MODES if round_number % 2 == 0 else MODES[::-1]
                 for mode in order:
+                    # Server CPU per request (gunicorn and memcached): unlike
+                    # requests/s it barely moves with the machine's other load.
+                    pids = family(procs[mode].pid) + [server.proc.pid]  # type: ignore[union-attr]
+                    cpu_before = cpu_seconds(pids)
                     result = run_wrk(ports[mode], args.seconds, args.connections)
+                    served = result["rps"] * args.seconds
+                    result["server_cpu_us"] = (cpu_seconds(pids) - cpu_before) / served * 1e6
                     runs[mode].append(result)
                     rps, p99 = result["rps"], result["p99_ms"]
                     print(f"round {round_number + 1} {mode:8s} {rps:9.0f} req/s  p99 {p99:.2f} ms")
@@ -128,15 +156,20 @@ def main() -> None:
     figures: dict[str, dict[str, dict[str, float]]] = {}
     for mode in MODES:
         figures[mode] = {
-            field: spread([r[field] for r in runs[mode]]) for field in ("rps", *(f"p{p[:-1]}_ms" for p in PERCENTILES))
+            field: spread([r[field] for r in runs[mode]])
+            for field in ("rps", "server_cpu_us", *(f"p{p[:-1]}_ms" for p in PERCENTILES))
         }
         figures[mode]["non_2xx"] = spread([r["non_2xx"] for r in runs[mode]])
     # Ratios per round (same round = same machine weather), then the median.
     ratio = median([w["rps"] / b["rps"] for w, b in zip(runs["wrapped"], runs["bare"])])
     sync_ratio = median([s["rps"] / b["rps"] for s, b in zip(runs["sync"], runs["bare"])])
     p99_gain = median([s["p99_ms"] / w["p99_ms"] for s, w in zip(runs["sync"], runs["wrapped"])])
+    # Throughput a CPU-bound server keeps, from CPU per request measured in
+    # the same rounds (conservative: wrk's own CPU is left out of both).
+    cpu_ratio = median([b["server_cpu_us"] / w["server_cpu_us"] for w, b in zip(runs["wrapped"], runs["bare"])])
     summary = {
         "wrapped_x_bare_rps": ratio,
+        "bare_x_wrapped_server_cpu_per_request": cpu_ratio,
         "sync_x_bare_rps": sync_ratio,
         "sync_p99_x_wrapped_p99": p99_gain,
         "rounds": args.rounds,
@@ -151,6 +184,12 @@ def main() -> None:
             f"  p99 {f['p99_ms']['median']:.2f} ms"
         )
     print(f"wrapped / bare throughput  {ratio:.3f}  [{verdict(ratio, 0.97, lower_is_better=False)} >= 0.97]")
+    print(
+        f"server CPU per request: bare {figures['bare']['server_cpu_us']['median']:.0f} µs,"
+        f" wrapped {figures['wrapped']['server_cpu_us']['median']:.0f} µs,"
+        f" sync {figures['sync']['server_cpu_us']['median']:.0f} µs;"
+        f" bare/wrapped {cpu_ratio:.3f}  [{verdict(cpu_ratio, 0.97, lower_is_better=False)} >= 0.97]"
+    )
     print(f"sync-flush / bare          {sync_ratio:.3f};  sync p99 / wrapped p99 {p99_gain:.2f}x")
     RESULTS.mkdir(parents=True, exist_ok=True)
     chart(figures, RESULTS / "throughput.png")

@@ -166,3 +166,29 @@ def test_a_flush_takes_at_most_three_round_trips_per_server(
     assert len(socket_writes) == summary.round_trips  # the figure matches the wire
     for config in metrics:
         assert samplez.get(config).total_events == events_each
+
+
+def test_every_kind_of_metric_shares_the_same_three_round_trips(memcached, socket_writes):
+    samplez.configure(store=samplez.MemcacheStore(memcached.address), flush="request", max_pending=1_000_000)
+    reservoirs = [samplez.Config(unique_name("rt"), period=600, samples=500, by_value=True) for _ in range(10)]
+    counters = [
+        (samplez.RollingCounter(unique_name("roll"), window=60), 1),
+        (samplez.RollingMax(unique_name("rmax"), window=60), 2.5),
+        (samplez.SteppedCounter(unique_name("step"), step=60), 1),
+        (samplez.UniqueCounter(unique_name("uniq"), step=60), "visitor"),
+        (samplez.HyperLogLogCounter(unique_name("hll"), step=60), "visitor"),
+        (samplez.BitmapCounter(unique_name("bits"), step=60), 7),
+        (samplez.CalendarCounter(unique_name("cal")), 1),
+    ]
+    events = 0
+    for i in range(1000):
+        for config in reservoirs:
+            samplez.set(config, f"/k{i % 13}", i)
+            events += 1
+        for counter, value in counters:
+            samplez.set(counter, f"key{i % 5}", value)
+            events += 1
+    summary = samplez.flush()
+    assert summary.applied == events and summary.errors == 0 and summary.dropped == 0
+    assert summary.round_trips <= 3
+    assert len(socket_writes) == summary.round_trips
