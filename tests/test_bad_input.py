@@ -271,6 +271,12 @@ OTHER_REFUSED = [
     pytest.param(lambda: samplez.MemcacheStore(dead_timeout="x"), samplez.ConfigError, "dead_timeout", id="dead-str"),
     pytest.param(lambda: samplez.Middleware(None), samplez.ConfigError, "app must be", id="middleware-app-None"),
     pytest.param(
+        lambda: samplez.HyperLogLogCounter(unique_name("hll"), step=60, precision=21),
+        samplez.ConfigError,
+        "precision",
+        id="hll-precision-past-memcache-item-size",
+    ),
+    pytest.param(
         lambda: samplez.Middleware(lambda e, s: [], dashboard_path="x"),
         samplez.ConfigError,
         "dashboard_path",
@@ -418,3 +424,15 @@ def test_longest_periods_and_retentions_are_kept(samplez_on, build, value):
     assert (summary.applied, summary.dropped) == (1, 0)
     result = samplez.get(metric)
     assert (result.count("k") if metric.kind == "reservoir" else result["k"].display_value) >= 1
+
+
+def test_the_largest_hll_precision_still_fits_one_memcache_item(memcached, clock):
+    # Dense, a precision-20 sketch is ~525 KB; 21 would be just over 1 MB.
+    samplez.configure(store=samplez.MemcacheStore(memcached.address), clock=clock, flush="request")
+    samplez.configure(max_pending=400_000)
+    hll = samplez.HyperLogLogCounter(unique_name("hll"), step=3600, precision=20)
+    for i in range(300_000):
+        samplez.set(hll, "k", i)
+    summary = samplez.flush()
+    assert (summary.applied, summary.errors) == (300_000, 0)
+    assert samplez.get(hll)["k"].value == pytest.approx(300_000, rel=0.01)

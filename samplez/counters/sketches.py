@@ -78,7 +78,7 @@ class HyperLogLogCounter(Stepped):
     """Estimates distinct items per key per step with a HyperLogLog sketch
     (Apache DataSketches), merged into memcache with compare-and-swap.
 
-    :param precision: log2 of the sketch's registers (4-21); 14 gives about
+    :param precision: log2 of the sketch's registers (4-20); 14 gives about
         0.8 % standard error in about 8 KiB per key and step.
 
     Other parameters as :class:`~samplez.counters.stepped.Stepped`.
@@ -101,8 +101,10 @@ class HyperLogLogCounter(Stepped):
         max_keys: int = 100,
         title: str | None = None,
     ) -> None:
-        if type(precision) is not int or not 4 <= precision <= 21:
-            raise config_error("precision", "must be an int in [4, 21]", precision)
+        # A dense precision-21 sketch serializes to just over 1 MB, past
+        # memcached's item limit: it could never be stored.
+        if type(precision) is not int or not 4 <= precision <= 20:
+            raise config_error("precision", "must be an int in [4, 20]", precision)
         self.precision = precision
         super().__init__(name, step, keep, start_time, roll, max_keys, title)
 
