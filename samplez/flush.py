@@ -31,7 +31,10 @@ class FlushTotals:
 def _group(events: Sequence[Event]) -> dict[Metric, list[Event]]:
     groups: dict[Metric, list[Event]] = {}
     for event in events:
-        groups.setdefault(event[0], []).append(event)
+        try:
+            groups[event[0]].append(event)
+        except KeyError:  # first event of a metric (setdefault would build a list per event)
+            groups[event[0]] = [event]
     return groups
 
 

@@ -50,13 +50,20 @@ def apply(config: Config, events: Sequence[Event], ctx: Context) -> Plan:
     # Events stay as they came; only those that land in a slot are
     # normalized and encoded (the flusher's hot loop, profiled in
     # bench/bench_flush.py).
-    periods: dict[int, list[Event]] = {}
-    for event in events:
-        index = int(event[3] // period)
-        batch = periods.get(index)
-        if batch is None:
-            batch = periods[index] = []
-        batch.append(event)
+    periods: dict[int, Sequence[Event]] = {}
+    whens = [event[3] for event in events]
+    first = int(min(whens) // period) if whens else 0
+    if whens and int(max(whens) // period) == first:
+        periods[first] = events  # the usual case: one period, no regrouping
+    else:
+        split: dict[int, list[Event]] = {}
+        for event in events:
+            index = int(event[3] // period)
+            group = split.get(index)
+            if group is None:
+                group = split[index] = []
+            group.append(event)
+        periods.update(split)
 
     ops = []
     for index, batch in periods.items():
