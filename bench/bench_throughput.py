@@ -32,9 +32,9 @@ WRK = shutil.which("wrk") or "/usr/bin/wrk"
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
 
-def start_gunicorn(mode: str, port: int, memcache: str) -> subprocess.Popen[bytes]:
+def start_gunicorn(mode: str, port: int, memcache: str, workers: int = 2) -> subprocess.Popen[bytes]:
     env = dict(os.environ, BENCH_MODE=mode, SAMPLEZ_MEMCACHE=memcache, PYTHONPATH=str(ROOT))
-    args = [GUNICORN, "-w", "2", "-k", "sync", "-b", f"127.0.0.1:{port}", "--chdir", str(ROOT / "bench")]
+    args = [GUNICORN, "-w", str(workers), "-k", "sync", "-b", f"127.0.0.1:{port}", "--chdir", str(ROOT / "bench")]
     args += ["--log-level", "warning", "_wsgi_app:app"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20

@@ -1,7 +1,9 @@
 """Fault soak: gunicorn (2 sync workers) serving the samplez-wrapped app of
 ``_wsgi_app.py`` under wrk while memcached is killed and restarted, frozen
 (SIGSTOP: it accepts connections and never answers) and thawed, and one node
-of a three-node cluster is killed and restarted.
+of a three-node cluster is killed and restarted; then 4 workers serve
+40,000 requests and are stopped with SIGTERM, and every request must be
+counted exactly once.
 
     .venv/bin/python bench/soak_faults.py [--seconds 15]
 
@@ -14,6 +16,7 @@ default 0.5 s interval), and writes ``bench/results/soak_faults.json``.
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import re
 import signal
@@ -191,9 +194,57 @@ def cluster_node_lost(seconds: int) -> dict[str, Any]:
             node.kill()
 
 
+def exact_counts(requests: int, workers: int = 4, clients: int = 8) -> dict[str, Any]:
+    """``requests`` through ``workers`` gunicorn workers on one memcached,
+    then SIGTERM: every request must be counted once (SPEC §5)."""
+    node = Node().start()
+    port = free_port()
+    gunicorn = start_gunicorn("wrapped", port, node.address, workers=workers)
+    failed: list[str] = []
+
+    def client(count: int) -> None:
+        for _ in range(count):
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                conn.request("GET", "/item/1")
+                response = conn.getresponse()
+                response.read()
+                conn.close()
+                if response.status != 200:
+                    failed.append(str(response.status))
+            except OSError as exc:
+                failed.append(repr(exc))
+
+    try:
+        started = time.monotonic()
+        threads = [threading.Thread(target=client, args=(requests // clients,)) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - started
+    finally:
+        gunicorn.send_signal(signal.SIGTERM)  # what a worker still holds is flushed as it exits
+        gunicorn.wait(timeout=60)
+    try:
+        total = counted(samplez.MemcacheStore(node.address))
+    finally:
+        node.kill()
+    sent = requests // clients * clients
+    return {
+        "workers": workers,
+        "requests": sent,
+        "failed_requests": len(failed),
+        "events_counted": total,
+        "events_lost": sent - total,
+        "seconds": round(elapsed, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=15, help="wrk duration per phase")
+    parser.add_argument("--requests", type=int, default=40_000, help="requests of the exact-count phase")
     args = parser.parse_args()
     phases = {
         "baseline_no_fault": no_fault,
@@ -216,6 +267,11 @@ def main() -> None:
             line += f"  node back after {result['time_to_serve_again_s']:.3f}s"
             line += f"  live nodes intact: {result['live_nodes_keys_intact']}"
         print(line)
+    exact = figures["gunicorn_4_workers_exact"] = exact_counts(args.requests)
+    print(
+        f"{'gunicorn_4_workers_exact':36s} requests {exact['requests']:>7,}  failed {exact['failed_requests']}  "
+        f"counted {exact['events_counted']:,}  lost {exact['events_lost']} [{verdict(exact['events_lost'], 0)}]"
+    )
     write_results("soak_faults", figures, " ".join([os.path.basename(sys.executable), *sys.argv]))
 
 
