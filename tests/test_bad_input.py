@@ -436,3 +436,20 @@ def test_the_largest_hll_precision_still_fits_one_memcache_item(memcached, clock
     summary = samplez.flush()
     assert (summary.applied, summary.errors) == (300_000, 0)
     assert samplez.get(hll)["k"].value == pytest.approx(300_000, rel=0.01)
+
+
+def test_an_index_of_keys_too_big_for_one_memcache_item_stays_bounded(samplez_on, clock):
+    # 1000 keys of 200 control characters: JSON escapes each as \\u0000, so
+    # listing them all would take ~1.2 MB, past memcached's item size.
+    counter = samplez.RollingCounter(unique_name("wide"), window=60, max_keys=1000)
+    keys = [f"{i:04d}" + "\x00" * 196 for i in range(1000)]
+    for key in keys:
+        samplez.set(counter, key, 1)
+    summary = samplez.flush()
+    assert (summary.applied, summary.errors) == (1000, 0)
+    reading = samplez.get(counter)
+    listed = [key for key in reading.keys() if key != "(other)"]
+    assert 100 < len(listed) < 1000 and listed == keys[: len(listed)]
+    assert sum(reading[key].total for key in listed) + reading["(other)"].total == 1000
+    samplez.set(counter, keys[-1], 1)
+    assert samplez.flush().errors == 0  # no oversized index sent again and again

@@ -32,6 +32,9 @@ __all__ = ["OTHER", "Admission", "KeyIndex", "decode_index"]
 OTHER = "(other)"
 #: Seconds a process trusts its cached copy of the index.
 REFRESH = 30.0
+#: Bytes the encoded index may take: well inside one memcache item (1 MB),
+#: whatever the keys hold (JSON escapes a control character in 6 bytes).
+MAX_INDEX_BYTES = 512 * 1024
 _VERSION = bytes([FORMAT_VERSION])
 
 
@@ -132,19 +135,24 @@ class KeyIndex:
         self.known = set(listed)
         self.fetched = ctx.now
         room = self.max_keys - sum(1 for key in listed if key != OTHER)
+        size = len(encode_index([*listed, OTHER]))
         stored: dict[str, str] = {}
         new: list[str] = []
         for key in keys:
             if key in self.known or key in stored:
                 stored.setdefault(key, key)
-            elif room > 0 and key != OTHER:
-                stored[key] = key
-                new.append(key)
-                room -= 1
-            else:
-                stored[key] = OTHER
-                if OTHER not in self.known and OTHER not in new:
-                    new.append(OTHER)
+                continue
+            if room > 0 and key != OTHER:
+                size += len(encode_index([key]))  # its JSON string and a comma, at most
+                if size <= MAX_INDEX_BYTES:
+                    stored[key] = key
+                    new.append(key)
+                    room -= 1
+                    continue
+                room = 0  # full by bytes: this key and the next new ones are (other)
+            stored[key] = OTHER
+            if OTHER not in self.known and OTHER not in new:
+                new.append(OTHER)
         self.full = room <= 0
         if not new or (result is not None and not isinstance(result, tuple)):
             return Admission(self, stored, [], [])
