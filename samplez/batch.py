@@ -11,6 +11,7 @@ flip per key shared by every config.
 
 from __future__ import annotations
 
+import logging
 import random
 from contextvars import ContextVar
 from typing import Any
@@ -20,6 +21,7 @@ from .metric import Event, resolve_targets
 
 __all__ = ["begin", "end", "enter", "finish", "join", "leave", "set"]
 
+log = logging.getLogger("samplez")
 _request: ContextVar[list[tuple[Any, str, Any]] | None] = ContextVar("samplez.request", default=None)
 
 
@@ -92,9 +94,17 @@ def leave(token: Any) -> None:
 
 
 def finish(batch: list[tuple[Any, str, Any]] | None) -> None:
-    """Fold a request's batch into the process batch."""
+    """Fold a request's batch into the process batch. Runs as the response
+    closes, so it never raises: a clock that fails costs the request's
+    samples (logged, counted as dropped), not the request."""
     if batch:
-        engine.extend(join(batch, engine.clock()))
+        try:
+            events = join(batch, engine.clock())
+        except Exception:
+            log.exception("samplez: the clock failed; %d samples of this request dropped", len(batch))
+            engine.drop(len(batch))
+            return
+        engine.extend(events)
 
 
 def join(batch: list[tuple[Any, str, Any]], when: float) -> list[Event]:

@@ -143,6 +143,11 @@ class Engine:
         if self._thread is None and self.flush_mode == "background":
             self._start()
 
+    def drop(self, count: int) -> None:
+        """Count ``count`` events lost before they reached the batch."""
+        with self._lock:
+            self._dropped += count
+
     def _trim(self) -> None:
         excess = len(self._pending) - self.max_pending
         popleft = self._pending.popleft

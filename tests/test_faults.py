@@ -539,3 +539,23 @@ def test_exit_with_a_store_that_never_answers_is_bounded_and_quiet():
     assert finished.returncode == 0 and finished.stdout == "done\n"
     assert hang.received.is_set(), "the exit flush should have tried"
     assert "Traceback" not in finished.stderr  # logged as a warning, not a crash
+
+
+def test_a_clock_that_fails_later_costs_samples_not_requests(samplez_on, clock, caplog):
+    config = reservoir()
+    app = webtest.TestApp(samplez.Middleware(make_app(config)))
+    assert app.get("/fine").status_int == 200
+
+    def broken() -> float:
+        raise OSError("clock source gone")
+
+    dropped = engine.health["dropped"]
+    engine.clock = broken  # configure() checks a clock once; this one fails afterwards
+    try:
+        assert app.get("/during").text == "ok"
+    finally:
+        engine.clock = clock
+    samplez.flush()
+    assert engine.health["dropped"] == dropped + 1
+    assert "clock failed" in caplog.text
+    assert samplez.get(config).keys() == ["/fine"]
