@@ -68,7 +68,9 @@ def drive(app: Any, requests: list[dict[str, Any]]) -> None:
         body = app(environ, start_response)
         for _ in body:
             pass
-        body.close()
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
 
 
 def soak(minutes: float, rps: int, address: str, configs: tuple[samplez.Config, ...]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ Writes ``bench/results/throughput.json`` and ``throughput.png``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -100,7 +101,8 @@ def chart(figures: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
     colors = {"bare": "#8c8c8c", "wrapped": "#2b7bba", "sync": "#d95f02"}
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     rps = [figures[m]["rps"]["median"] for m in MODES]
-    bars = left.bar([LABELS[m] for m in MODES], rps, color=[colors[m] for m in MODES])
+    short = {"bare": "bare app", "wrapped": "samplez\n(background flush)", "sync": "synchronous flush\nper request"}
+    bars = left.bar([short[m] for m in MODES], rps, color=[colors[m] for m in MODES])
     left.bar_label(bars, labels=[f"{v:,.0f}" for v in rps])
     left.set_ylabel("requests / s (median of rounds)")
     left.set_title("Throughput: gunicorn -w 2 + wrk, loopback")
@@ -125,7 +127,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--chart-only", action="store_true", help="redraw throughput.png from throughput.json")
     args = parser.parse_args()
+    if args.chart_only:
+        chart(json.loads((RESULTS / "throughput.json").read_text())["figures"], RESULTS / "throughput.png")
+        return
 
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     with Memcached() as server:
