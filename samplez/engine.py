@@ -33,6 +33,7 @@ __all__ = ["Engine", "FlushSummary", "engine"]
 log = logging.getLogger("samplez")
 _UNSET: Any = object()
 FLUSH_MODES = ("background", "request")
+EXIT_FLUSHES = 3
 
 
 @dataclass(frozen=True)
@@ -238,11 +239,16 @@ class Engine:
 
     def _at_exit(self) -> None:
         self.stop()
-        if self._pending:
+        # A flush may hand events back (a compare-and-swap lost to another
+        # process): give them a few more tries before the process is gone.
+        for _ in range(EXIT_FLUSHES):
+            if not self._pending:
+                break
             try:
                 self.flush()
             except Exception:
                 log.exception("samplez: flush at exit failed")
+                break
 
 
 engine = Engine()
