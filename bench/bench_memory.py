@@ -153,7 +153,7 @@ def dead_store(configs: tuple[samplez.Config, ...], max_pending: int) -> dict[st
         rss_after = rss_mb()
     finally:
         engine.stop()
-        engine._pending.clear()
+        engine.clear()
         silent.close()
     return {
         "max_pending": max_pending,

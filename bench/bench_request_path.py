@@ -58,7 +58,7 @@ def bench_set_outside(config: samplez.Config, keys: list[str]) -> Any:
         for i in range(calls):
             set_(config, keys[i & 63], 12.5)
         elapsed = time.perf_counter() - start
-        engine._pending.clear()
+        engine.clear()
         return elapsed
 
     return run

@@ -144,6 +144,15 @@ class Engine:
         if self._thread is None and self.flush_mode == "background":
             self._start()
 
+    def clear(self) -> int:
+        """Discard every pending event without applying it; return how many
+        there were (none is counted as dropped)."""
+        with self._lock:
+            count = len(self._pending)
+            self._pending.clear()
+            self._dropped = 0
+        return count
+
     def drop(self, count: int) -> None:
         """Count ``count`` events lost before they reached the batch."""
         with self._lock:

@@ -15,8 +15,9 @@ and no race between writers at a boundary.
 
 from __future__ import annotations
 
+import math
 import random
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .keys import decode_sample, encode_sample
 from .metric import Context, Event, Outcome, Plan
@@ -43,6 +44,36 @@ def parse_count(raw: object) -> int:
         if digits.isdigit() and len(digits) < 20 and int(digits) <= MAX_COUNT:
             return int(digits)
     return 0
+
+
+def choose_slots(first: int, count: int, samples: int, rand: Callable[[], float]) -> dict[int, int]:
+    """Algorithm R for the events numbered ``first .. first + count - 1``:
+    ``{slot: position in the batch}``, a later event winning a slot.
+
+    Event ``n`` fills slot ``n`` while ``n < samples``; past that it takes a
+    uniformly chosen slot with probability ``samples / (n + 1)``. Instead of
+    a coin per event, candidates are drawn at the batch's highest such
+    probability ``p`` by geometric skips and each is kept with probability
+    ``samples / (n + 1) / p`` (thinning): the same distribution, in time
+    proportional to the replacements rather than the events.
+    """
+    slots: dict[int, int] = {}
+    position = 0
+    while position < count and first + position < samples:
+        slots[first + position] = position
+        position += 1
+    if position == count:
+        return slots
+    highest = samples / (first + position + 1)
+    log_miss = math.log1p(-highest)
+    while True:
+        position += int(math.log(1.0 - rand()) / log_miss)
+        if position >= count:
+            return slots
+        number = first + position
+        if rand() * (number + 1) * highest < samples:
+            slots[int(rand() * samples)] = position
+        position += 1
 
 
 def apply(config: Config, events: Sequence[Event], ctx: Context) -> Plan:
@@ -85,18 +116,10 @@ def apply(config: Config, events: Sequence[Event], ctx: Context) -> Plan:
         elif not isinstance(total, int):
             outcome.failed += len(batch)
             continue
-        n = total - len(batch)
-        slots: dict[int, Event] = {}
-        for event in batch:
-            if n < samples:
-                slots[n] = event
-            else:
-                slot = int(rand() * (n + 1))
-                if slot < samples:
-                    slots[slot] = event  # a later event of this flush wins the slot
-            n += 1
+        slots = choose_slots(total - len(batch), len(batch), samples, rand)
         outcome.applied += len(batch)
-        for slot, (_, key, value, when) in slots.items():
+        for slot, position in slots.items():
+            _, key, value, when = batch[position]
             stored = normalized.get(key)
             if stored is None:
                 stored = normalized[key] = config.normalize_key(key)

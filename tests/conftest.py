@@ -127,15 +127,13 @@ def store(request: pytest.FixtureRequest, clock: Clock) -> samplez.Store:
 def fresh_engine() -> Iterator[None]:
     """Every test starts with default settings and an empty batch."""
     engine.stop()
-    engine._pending.clear()
-    engine._dropped = 0
+    engine.clear()
     engine.configure(
         store=None, prefix="samplez", flush_interval=0.5, max_pending=100_000, clock=time.time, flush="background"
     )
     yield
     engine.stop()
-    engine._pending.clear()
-    engine._dropped = 0
+    engine.clear()
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ KEYS = ["/a", "/b", "c\r\n", "\U0001f525"]
 
 def fresh(clock: Clock) -> samplez.MemoryStore:
     """A new store on ``clock`` (expiry follows it) and an empty batch."""
-    engine._pending.clear()
+    engine.clear()
     store = samplez.MemoryStore(clock=clock)
     samplez.configure(store=store, clock=clock, flush="request")
     return store

@@ -233,3 +233,41 @@ def test_processes_against_one_memcached_count_exactly(memcached):
     config = make(name=name, samples=100)
     result = samplez.get(config)
     assert result.total_events == 20000 and result.unique_samples == 100
+
+
+def test_slot_choice_fills_first_then_replaces_uniformly():
+    import random
+
+    from samplez.reservoir import choose_slots
+
+    assert choose_slots(0, 5, 10, random.random) == {i: i for i in range(5)}
+    assert choose_slots(8, 2, 10, random.random) == {8: 0, 9: 1}
+    rng = random.Random(7)
+    slot_use = [0] * 100
+    for _ in range(2000):
+        for slot in choose_slots(1000, 1000, 100, rng.random):
+            slot_use[slot] += 1
+    mean = sum(slot_use) / len(slot_use)
+    assert all(0.7 * mean < used < 1.3 * mean for used in slot_use)
+
+
+def test_thinned_slot_choice_matches_one_coin_per_event():
+    import random
+
+    from samplez.reservoir import choose_slots
+
+    def per_event(first, count, samples, rand):
+        slots = {}
+        for position in range(count):
+            n = first + position
+            slot = n if n < samples else int(rand() * (n + 1))
+            if slot < samples:
+                slots[slot] = position
+        return slots
+
+    rng = random.Random(11)
+    for first, count, samples in [(50, 200, 100), (1000, 5000, 100), (10_000, 300, 10_000)]:
+        runs = 300
+        thinned = sum(len(choose_slots(first, count, samples, rng.random)) for _ in range(runs)) / runs
+        plain = sum(len(per_event(first, count, samples, rng.random)) for _ in range(runs)) / runs
+        assert thinned == pytest.approx(plain, rel=0.06), (first, count, samples)
