@@ -46,6 +46,10 @@ def parse_count(raw: object) -> int:
     return 0
 
 
+#: Past this chance of replacement, a coin per event beats geometric skips.
+DENSE = 0.25
+
+
 def choose_slots(first: int, count: int, samples: int, rand: Callable[[], float]) -> dict[int, int]:
     """Algorithm R for the events numbered ``first .. first + count - 1``:
     ``{slot: position in the batch}``, a later event winning a slot.
@@ -55,7 +59,8 @@ def choose_slots(first: int, count: int, samples: int, rand: Callable[[], float]
     a coin per event, candidates are drawn at the batch's highest such
     probability ``p`` by geometric skips and each is kept with probability
     ``samples / (n + 1) / p`` (thinning): the same distribution, in time
-    proportional to the replacements rather than the events.
+    proportional to the replacements rather than the events (used once the
+    chance falls below :data:`DENSE`, as it soon does in a busy period).
     """
     slots: dict[int, int] = {}
     position = 0
@@ -65,6 +70,14 @@ def choose_slots(first: int, count: int, samples: int, rand: Callable[[], float]
     if position == count:
         return slots
     highest = samples / (first + position + 1)
+    if highest > DENSE:
+        # Most events win a slot anyway: one coin each is cheaper than skips.
+        for position in range(position, count):
+            number = first + position
+            slot = int(rand() * (number + 1))
+            if slot < samples:
+                slots[slot] = position
+        return slots
     log_miss = math.log1p(-highest)
     while True:
         position += int(math.log(1.0 - rand()) / log_miss)
