@@ -72,11 +72,10 @@ def choose_slots(first: int, count: int, samples: int, rand: Callable[[], float]
     highest = samples / (first + position + 1)
     if highest > DENSE:
         # Most events win a slot anyway: one coin each is cheaper than skips.
-        for position in range(position, count):
-            number = first + position
-            slot = int(rand() * (number + 1))
+        for later in range(position, count):
+            slot = int(rand() * (first + later + 1))
             if slot < samples:
-                slots[slot] = position
+                slots[slot] = later
         return slots
     log_miss = math.log1p(-highest)
     while True:
