@@ -10,10 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,53 +21,14 @@ RESULTS = ROOT / "bench" / "results"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
+from samplez.testing import MemcachedServer  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Memcached:
-    """A memcached on a loopback port for the length of a ``with`` block."""
+class Memcached(MemcachedServer):
+    """A memcached for the length of a ``with`` block (256 MB by default)."""
 
     def __init__(self, memory_mb: int = 256, threads: int = 2) -> None:
-        self.port = free_port()
-        self.memory_mb = memory_mb
-        self.threads = threads
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Memcached:
-        args = [MEMCACHED, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0"]
-        args += ["-m", str(self.memory_mb), "-t", str(self.threads)]
-        if os.geteuid() == 0:
-            args += ["-u", "root"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("memcached did not start")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-    def flush_all(self) -> None:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
-            sock.sendall(b"flush_all\r\n")
-            sock.recv(64)
+        super().__init__(memory_mb=memory_mb, threads=threads)
 
 
 def median(values: list[float]) -> float:

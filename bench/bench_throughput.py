@@ -24,7 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-from _common import RESULTS, ROOT, Memcached, free_port, median, spread, verdict, write_results
+from _common import RESULTS, ROOT, Memcached, median, spread, verdict, write_results
+
+from samplez.testing import free_port
 
 MODES = ("bare", "wrapped", "sync")
 LABELS = {"bare": "bare app", "wrapped": "samplez (background flush)", "sync": "synchronous flush per request"}

@@ -21,16 +21,16 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 from typing import Any, Callable
 
-from _common import MEMCACHED, free_port, verdict, write_results
+from _common import verdict, write_results
 from bench_throughput import run_wrk, start_gunicorn
 
 import samplez
+from samplez.testing import MemcachedServer, free_port
 
 FLUSH_INTERVAL = 0.5  # the default the gunicorn app runs with
 CONNECTIONS = 16
@@ -38,30 +38,11 @@ CONNECTIONS = 16
 POPULAR = samplez.Config("tp_popular", period=600, samples=10_000, by_value=True)
 
 
-class Node:
+class Node(MemcachedServer):
     """A memcached on a fixed port, so it can come back where it was."""
 
     def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> Node:
-        args = [MEMCACHED, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "64", "-t", "1"]
-        if os.geteuid() == 0:
-            args += ["-u", "root"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: _connects(self.port), 10, "memcached did not start")
-        return self
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
+        super().__init__(port=port, memory_mb=64, threads=1)
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import time
 from typing import Iterator
 
@@ -16,55 +12,13 @@ import pytest
 
 import samplez
 from samplez.engine import engine
+from samplez.testing import MemcachedServer
 
-MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
 _names = itertools.count()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class MemcachedProcess:
-    """A real memcached on a loopback port, started and killed by tests."""
-
-    def __init__(self, port: int | None = None, memory_mb: int = 64) -> None:
-        self.port = port or free_port()
-        self.memory_mb = memory_mb
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> MemcachedProcess:
-        args = [MEMCACHED, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", str(self.memory_mb), "-t", "2"]
-        if os.geteuid() == 0:
-            args += ["-u", "root"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"memcached exited with {self.proc.returncode}") from None
-                time.sleep(0.02)
-        raise RuntimeError("memcached did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def flush_all(self) -> None:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
-            sock.sendall(b"flush_all\r\n")
-            sock.recv(64)
+# The tests' name for samplez's own helper.
+MemcachedProcess = MemcachedServer
 
 
 @pytest.fixture(scope="session")

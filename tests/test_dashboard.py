@@ -19,7 +19,8 @@ from samplez.dashboard_format import duration, num, pct
 from samplez.dashboard_views import top_rows
 from samplez.metric import Metric, unregister
 from samplez.result import ROW_FIELDS
-from tests.conftest import Clock, free_port, unique_name
+from samplez.testing import free_port
+from tests.conftest import Clock, unique_name
 
 LOCAL = {"REMOTE_ADDR": "127.0.0.1"}
 XSS = "<img src=x onerror=alert(1)>"

@@ -19,7 +19,8 @@ import pytest
 
 import samplez
 from example_app import metrics
-from tests.conftest import MemcachedProcess, free_port
+from samplez.testing import free_port
+from tests.conftest import MemcachedProcess
 from tests.processes import ROOT, environment
 
 pytestmark = pytest.mark.slow

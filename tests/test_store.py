@@ -94,7 +94,7 @@ def test_memory_store_expires_keys():
 
 
 def test_an_unreachable_server_fails_every_op_without_raising():
-    from tests.conftest import free_port
+    from samplez.testing import free_port
 
     store = samplez.MemcacheStore(f"127.0.0.1:{free_port()}", connect_timeout=0.2)
     results, trips = store.execute([ops.get("t:a"), ops.incr("t:b", 1)])

@@ -1,0 +1,82 @@
+"""Helpers for testing code that uses samplez against a real memcached.
+
+>>> with MemcachedServer() as server:
+...     samplez.configure(store=samplez.MemcacheStore(server.address), flush='request')
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from typing import Any
+
+__all__ = ["MemcachedServer", "free_port"]
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MemcachedServer:
+    """The ``memcached`` binary on a loopback port: ``start()`` waits until it
+    accepts connections, ``kill()`` stops it at once (SIGKILL, as a crash
+    would), and a ``with`` block does both.
+
+    :param port: the port (default: a free one); reuse it to restart.
+    :param memory_mb: memcached's ``-m``: a small one makes it evict.
+    :param threads: memcached's ``-t``.
+    """
+
+    def __init__(self, port: int | None = None, memory_mb: int = 64, threads: int = 2) -> None:
+        self.port = port or free_port()
+        self.memory_mb = memory_mb
+        self.threads = threads
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> MemcachedServer:
+        binary = shutil.which("memcached") or "/usr/bin/memcached"
+        args = [binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0"]
+        args += ["-m", str(self.memory_mb), "-t", str(self.threads)]
+        if os.geteuid() == 0:
+            args += ["-u", "root"]  # memcached refuses to run as root without it
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"memcached exited with {self.proc.returncode}") from None
+                time.sleep(0.02)
+        self.kill()
+        raise RuntimeError(f"memcached did not start on port {self.port}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def flush_all(self) -> None:
+        """Empty the server."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            sock.sendall(b"flush_all\r\n")
+            sock.recv(64)
+
+    def __enter__(self) -> MemcachedServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.kill()
