@@ -13,7 +13,16 @@ import struct
 
 from .errors import ConfigError
 
-__all__ = ["FORMAT_VERSION", "KeySpace", "check_prefix", "decode_sample", "digest", "encode_sample"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_COUNT",
+    "KeySpace",
+    "check_prefix",
+    "count_of",
+    "decode_sample",
+    "digest",
+    "encode_sample",
+]
 
 FORMAT_VERSION = 1
 _VERSION_BYTE = bytes([FORMAT_VERSION])
@@ -43,6 +52,21 @@ class KeySpace:
 
     def key(self, name: str, *parts: object) -> str:
         return ":".join((self.prefix, name, *map(str, parts)))
+
+
+#: More than any counter reaches (2**53, exact as a float): a stored number
+#: above it is someone else's (garbage), or one that wrapped, not a count.
+MAX_COUNT = 2**53
+
+
+def count_of(raw: object) -> int:
+    """A memcache counter's value (plain ASCII digits, as ``incr`` keeps
+    them, without a version byte); 0 for a missing or foreign value."""
+    if isinstance(raw, bytes):
+        digits = raw.strip()
+        if digits.isdigit() and len(digits) < 20 and int(digits) <= MAX_COUNT:
+            return int(digits)
+    return 0
 
 
 def encode_sample(key: str, when: float, value: float) -> bytes:

@@ -19,7 +19,7 @@ import math
 import random
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from .keys import decode_sample, encode_sample
+from .keys import MAX_COUNT, count_of, decode_sample, encode_sample
 from .metric import Context, Event, Outcome, Plan
 from .result import SampleResult
 from .store.base import REFUSED, add, get, incr, is_failure, set_
@@ -27,23 +27,9 @@ from .store.base import REFUSED, add, get, incr, is_failure, set_
 if TYPE_CHECKING:
     from .config import Config
 
-__all__ = ["apply", "parse_count", "read"]
+__all__ = ["apply", "choose_slots", "read"]
 
 PERIODS = ("current", "previous")
-
-
-#: More events than any period sees (2**53, exact as a float): a counter
-#: above it holds someone else's number.
-MAX_COUNT = 2**53
-
-
-def parse_count(raw: object) -> int:
-    """A counter's value, or 0 for a missing or foreign one."""
-    if isinstance(raw, bytes):
-        digits = raw.strip()
-        if digits.isdigit() and len(digits) < 20 and int(digits) <= MAX_COUNT:
-            return int(digits)
-    return 0
 
 
 #: Past this chance of replacement, a coin per event beats geometric skips.
@@ -166,7 +152,7 @@ def read(config: Config, ctx: Context, period: str = "current", key: str | None 
         config,
         period_start=float(start),
         elapsed=max(elapsed, 1.0),
-        total_events=max(parse_count(results[0]), len(found)),
+        total_events=max(count_of(results[0]), len(found)),
         samples=found,
         key=key,
         reachable=not any(is_failure(r) for r in results[:1]),

@@ -19,12 +19,12 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Generator, Iterator, Sequence
 
 from ..errors import ConfigError
-from ..keys import digest
+from ..keys import MAX_COUNT, digest
 from ..metric import Context, Event, Metric, Outcome, check_int, positive_int
 from ..store.base import REFUSED, Op, add, incr, set_
 from .index import OTHER, Admission, KeyIndex
 
-__all__ = ["Counter", "CounterResult", "Reading", "check_count", "count_of", "count_ops", "settle_counts"]
+__all__ = ["Counter", "CounterResult", "Reading", "check_count", "count_ops", "settle_counts"]
 
 #: Upper bound of ``max_keys``: the index is one memcache value (< 1 MB).
 MAX_KEYS = 1000
@@ -38,20 +38,6 @@ def check_count(value: object) -> None:
     check_int(value)
     if value < 0:  # type: ignore[operator]
         raise ValueError(f"counters add ints >= 0, got {value!r}")
-
-
-#: More than any counter reaches (2**53, exact as a float): a stored number
-#: above it is someone else's (garbage), not a count.
-MAX_COUNT = 2**53
-
-
-def count_of(raw: object) -> int:
-    """A stored counter's value; 0 for a missing or foreign (garbage) value."""
-    if isinstance(raw, bytes):
-        digits = raw.strip()
-        if digits.isdigit() and len(digits) < 20 and int(digits) <= MAX_COUNT:
-            return int(digits)
-    return 0
 
 
 def seconds(label: str, value: object) -> int:

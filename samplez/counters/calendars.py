@@ -15,9 +15,10 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from ..constants import SECONDS_1_DAY
+from ..keys import count_of
 from ..metric import Context, Event, Outcome, Plan
 from ..store.base import Op, get
-from .base import Counter, CounterResult, Reading, count_of, count_ops, seconds, settle_counts, ttl_for
+from .base import Counter, CounterResult, Reading, count_ops, seconds, settle_counts, ttl_for
 
 __all__ = ["ALL", "CalendarCounter", "CalendarReading", "Segments"]
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ..constants import SECONDS_30_DAY
-from ..keys import FORMAT_VERSION
+from ..keys import FORMAT_VERSION, count_of
 from ..metric import Context, Event, Outcome, Plan, check_number
 from ..store.base import Op, add, cas, get, gets, touch
-from .base import Counter, CounterResult, Reading, config_error, count_of, count_ops, seconds, settle_counts, ttl_for
+from .base import Counter, CounterResult, Reading, config_error, count_ops, seconds, settle_counts, ttl_for
 
 __all__ = ["MaxReading", "RollingCounter", "RollingMax", "RollingReading"]
 

@@ -15,16 +15,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..keys import digest
+from ..keys import MAX_COUNT, count_of, digest
 from ..metric import Context, Event, Outcome, Plan, check_item
 from ..store.base import REFUSED, Op, add, get, incr, set_
 from .base import (
-    MAX_COUNT,
     Counter,
     CounterResult,
     Reading,
     config_error,
-    count_of,
     count_ops,
     seconds,
     settle_counts,
