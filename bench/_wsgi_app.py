@@ -9,7 +9,9 @@
   response (``flush='request'``), emulating the original design's
   synchronous per-request flush.
 
-``SAMPLEZ_MEMCACHE`` names the memcached to use.
+``BENCH_APP=flask`` serves the same page from a Flask view instead of a
+raw WSGI function (the stack samplez's users run). ``SAMPLEZ_MEMCACHE``
+names the memcached to use.
 """
 
 from __future__ import annotations
@@ -42,8 +44,32 @@ def sampling(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [BODY]
 
 
-if MODE == "bare":
-    app: Any = bare
+def flask_app(sample: bool) -> Any:
+    from flask import Flask, request
+
+    site = Flask("bench")
+
+    @site.route("/item/<int:item>")
+    def item(item: int) -> tuple[bytes, int, dict[str, str]]:
+        if sample:
+            samplez.set(LATENCY, request.path, 1.5)
+            samplez.set(POPULAR, request.path)
+            samplez.set(STATUS, "200")
+        return BODY, 200, {"Content-Type": "text/plain"}
+
+    return site
+
+
+if os.environ.get("BENCH_APP") == "flask":
+    site = flask_app(sample=MODE != "bare")
+    if MODE != "bare":
+        store = samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"])
+        site.wsgi_app = samplez.Middleware(  # type: ignore[method-assign]
+            site.wsgi_app, store=store, flush="request" if MODE == "sync" else "background"
+        )
+    app: Any = site
+elif MODE == "bare":
+    app = bare
 else:
     store = samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"])
     app = samplez.Middleware(sampling, store=store, flush="request" if MODE == "sync" else "background")

@@ -3,7 +3,11 @@ serving a tiny app bare, wrapped by samplez (3 ``set`` calls per request,
 MemcacheStore on a memcached started here, background flusher), and
 wrapped with the original design's synchronous per-request flush.
 
-    .venv/bin/python bench/bench_throughput.py [--rounds 9] [--seconds 3]
+    .venv/bin/python bench/bench_throughput.py [--rounds 9] [--seconds 3] [--app wsgi|flask|both]
+
+The tiny app is a raw WSGI function (the harshest case: ~110 µs of server
+CPU per request, so every µs of samplez shows) and, by default also, the
+same page as a Flask view (``throughput_flask.json``).
 
 The three servers run side by side and wrk visits them in turn, round after
 round, so drifts of the shared machine hit every mode alike; figures are
@@ -35,8 +39,8 @@ WRK = shutil.which("wrk") or "/usr/bin/wrk"
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
 
-def start_gunicorn(mode: str, port: int, memcache: str, workers: int = 2) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, BENCH_MODE=mode, SAMPLEZ_MEMCACHE=memcache, PYTHONPATH=str(ROOT))
+def start_gunicorn(mode: str, port: int, memcache: str, workers: int = 2, app: str = "wsgi") -> subprocess.Popen[bytes]:
+    env = dict(os.environ, BENCH_MODE=mode, BENCH_APP=app, SAMPLEZ_MEMCACHE=memcache, PYTHONPATH=str(ROOT))
     args = [GUNICORN, "-w", str(workers), "-k", "sync", "-b", f"127.0.0.1:{port}", "--chdir", str(ROOT / "bench")]
     args += ["--log-level", "warning", "_wsgi_app:app"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -129,16 +133,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--app", choices=("wsgi", "flask", "both"), default="both")
     parser.add_argument("--chart-only", action="store_true", help="redraw throughput.png from throughput.json")
     args = parser.parse_args()
     if args.chart_only:
         chart(json.loads((RESULTS / "throughput.json").read_text())["figures"], RESULTS / "throughput.png")
         return
+    for app in ("wsgi", "flask") if args.app == "both" else (args.app,):
+        measure(app, args)
 
+
+def measure(app: str, args: argparse.Namespace) -> None:
+    """Alternated rounds of every mode for one kind of app; print and write."""
+    name = "throughput" if app == "wsgi" else f"throughput_{app}"
+    print(f"-- {app} app")
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     with Memcached() as server:
         ports = {mode: free_port() for mode in MODES}
-        procs = {mode: start_gunicorn(mode, ports[mode], server.address) for mode in MODES}
+        procs = {mode: start_gunicorn(mode, ports[mode], server.address, app=app) for mode in MODES}
         try:
             for mode in MODES:  # warm up every worker
                 run_wrk(ports[mode], 1, args.connections)
@@ -184,6 +196,7 @@ def main() -> None:
         "seconds_per_run": args.seconds,
         "connections": args.connections,
         "workers": 2,
+        "app": app,
     }
     for mode in MODES:
         f = figures[mode]
@@ -200,8 +213,9 @@ def main() -> None:
     )
     print(f"sync-flush / bare          {sync_ratio:.3f};  sync p99 / wrapped p99 {p99_gain:.2f}x")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    chart(figures, RESULTS / "throughput.png")
-    write_results("throughput", {"summary": summary, **figures}, "python bench/bench_throughput.py")
+    if app == "wsgi":
+        chart(figures, RESULTS / "throughput.png")
+    write_results(name, {"summary": summary, **figures}, f"python bench/bench_throughput.py --app {app}")
 
 
 if __name__ == "__main__":
