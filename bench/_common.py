@@ -69,3 +69,13 @@ def write_results(name: str, figures: dict[str, Any], command: str) -> Path:
 def verdict(value: float, target: float, lower_is_better: bool = True) -> str:
     ok = value <= target if lower_is_better else value >= target
     return "OK" if ok else "MISSED"
+
+
+def save_chart(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure as the PNG the README shows."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    print(f"-> {path.relative_to(ROOT)}")

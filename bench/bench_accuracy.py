@@ -22,7 +22,7 @@ import random
 import time
 from typing import Any
 
-from _common import RESULTS, ROOT, Memcached, spread, verdict, write_results
+from _common import RESULTS, Memcached, save_chart, spread, verdict, write_results
 
 import samplez
 from samplez.engine import engine
@@ -142,10 +142,7 @@ def chart(runs: list[dict[str, Any]], expected: float, path: Any) -> None:
     right.set_ylabel("events in the period")
     right.set_title("Top-10 keys of run 1: estimate vs exact", fontsize=9)
     right.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    print(f"-> {path.relative_to(ROOT)}")
+    save_chart(fig, path)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import statistics
 import time
 from typing import Any
 
-from _common import RESULTS, ROOT, Memcached, write_results
+from _common import RESULTS, Memcached, save_chart, write_results
 
 import samplez
 from samplez.engine import engine
@@ -195,10 +195,7 @@ def chart(soaked: dict[str, Any], path: Any) -> None:
     left.set_title(f"RSS under load: {rate:,.0f} requests/s x 3 set calls, {KEYS:,} keys, memcached", fontsize=9)
     lines = left.get_lines() + right.get_lines()
     left.legend(lines, [line.get_label() for line in lines], fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    print(f"-> {path.relative_to(ROOT)}")
+    save_chart(fig, path)
 
 
 def main() -> None:

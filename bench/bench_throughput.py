@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import RESULTS, ROOT, Memcached, median, spread, verdict, write_results
+from _common import RESULTS, ROOT, Memcached, median, save_chart, spread, verdict, write_results
 
 from samplez.testing import free_port
 
@@ -122,10 +122,7 @@ def chart(figures: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
     right.set_ylabel("request latency, ms (median of rounds)")
     right.set_title("Latency percentiles under wrk")
     right.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    print(f"-> {path.relative_to(ROOT)}")
+    save_chart(fig, path)
 
 
 def main() -> None:
