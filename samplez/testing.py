@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 from typing import Any
+from urllib.parse import unquote
 
 __all__ = ["MemcachedServer", "free_port"]
 
@@ -74,6 +75,18 @@ class MemcachedServer:
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
             sock.sendall(b"flush_all\r\n")
             sock.recv(64)
+
+    def keys(self) -> list[str]:
+        """Every key the server holds (``lru_crawler metadump``)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(b"lru_crawler metadump all\r\n")
+            data = b""
+            while not data.endswith(b"END\r\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return [unquote(line.split()[0][4:].decode()) for line in data.splitlines() if line.startswith(b"key=")]
 
     def __enter__(self) -> MemcachedServer:
         return self.start()

@@ -18,7 +18,6 @@ import textwrap
 import threading
 import time
 from typing import Any, Callable
-from urllib.parse import unquote
 
 import pytest
 import webtest
@@ -359,19 +358,6 @@ def test_pending_samples_are_flushed_at_interpreter_exit(memcached):
 # -- garbage under every key of every kind, dashboard included ------------------------
 
 
-def all_keys(server: MemcachedProcess) -> list[str]:
-    """Every key memcached holds (``lru_crawler metadump``)."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(b"lru_crawler metadump all\r\n")
-        data = b""
-        while not data.endswith(b"END\r\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return [unquote(line.split()[0][4:].decode()) for line in data.splitlines() if line.startswith(b"key=")]
-
-
 def every_kind() -> list[tuple[samplez.Metric, Callable[[int], Any], Callable[[Any], bool]]]:
     """One metric of each kind, the values to feed it and a check that a
     fresh write to the key ``'k'`` reads back."""
@@ -398,7 +384,7 @@ def test_garbage_under_every_key_of_every_kind(memcached, fixed_clock, junk):
         for i in range(40):
             samplez.set(metric, "k" if i % 2 else f"key{i}", feed(i))
     assert samplez.flush().dropped == 0
-    keys = all_keys(memcached)
+    keys = memcached.keys()
     assert len(keys) > 100 and all(key.startswith("samplez:") for key in keys)
     results, _ = store.execute([ops.set_(key, junk(i), 600) for i, key in enumerate(keys)])
     assert all(r is True for r in results)
