@@ -9,6 +9,10 @@
   response (``flush='request'``), emulating the original design's
   synchronous per-request flush.
 
+``burn_call`` and ``burn_close`` (``bench_placement.py``) serve the bare
+app with ``BENCH_BURN_US`` µs of CPU spent before the response is returned,
+or in the body's ``close()``, after the server has written it.
+
 ``BENCH_APP=flask`` serves the same page from a Flask view instead of a
 raw WSGI function (the stack samplez's users run). ``SAMPLEZ_MEMCACHE``
 names the memcached to use.
@@ -17,6 +21,7 @@ names the memcached to use.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import samplez
@@ -60,7 +65,39 @@ def flask_app(sample: bool) -> Any:
     return site
 
 
-if os.environ.get("BENCH_APP") == "flask":
+class _BurnOnClose:
+    """A list body whose ``close()`` burns CPU, as post-response work does."""
+
+    def __init__(self, body: list[bytes]) -> None:
+        self.body = body
+
+    def __iter__(self) -> Any:
+        return iter(self.body)
+
+    def close(self) -> None:
+        burn()
+
+
+def burn() -> None:
+    end = time.perf_counter() + BURN
+    while time.perf_counter() < end:
+        pass
+
+
+BURN = float(os.environ.get("BENCH_BURN_US", "5")) * 1e-6
+
+if MODE == "burn_call":
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        burn()
+        return bare(environ, start_response)
+
+elif MODE == "burn_close":
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        return _BurnOnClose(bare(environ, start_response))
+
+elif os.environ.get("BENCH_APP") == "flask":
     site = flask_app(sample=MODE != "bare")
     if MODE != "bare":
         store = samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"])
