@@ -14,11 +14,14 @@ much of it work after the response would hide. Writes
 from __future__ import annotations
 
 import argparse
+import os
 
 from _common import median, write_results
 from bench_throughput import run_wrk, start_gunicorn
 
 from samplez.testing import free_port
+
+NO_MEMCACHE = "127.0.0.1:1"  # these modes never use samplez: nothing listens here
 
 
 def main() -> None:
@@ -28,16 +31,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--burn", type=float, nargs="+", default=[5.0, 20.0])
     args = parser.parse_args()
-    import os
-
     modes = ["bare"] + [f"{where}_{us:g}" for us in args.burn for where in ("burn_call", "burn_close")]
     ports = {mode: free_port() for mode in modes}
     procs = {}
     try:
         for mode in modes:
             where, _, us = mode.rpartition("_") if mode != "bare" else ("bare", "", "0")
-            os.environ["BENCH_BURN_US"] = us
-            procs[mode] = start_gunicorn(where, ports[mode], "127.0.0.1:1")
+            os.environ["BENCH_BURN_US"] = us  # read by _wsgi_app in the workers
+            procs[mode] = start_gunicorn(where, ports[mode], memcache=NO_MEMCACHE)
         for mode in modes:  # warm up
             run_wrk(ports[mode], 1, args.connections)
         rps: dict[str, list[float]] = {mode: [] for mode in modes}
