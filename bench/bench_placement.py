@@ -14,14 +14,12 @@ much of it work after the response would hide. Writes
 from __future__ import annotations
 
 import argparse
-import os
+from functools import partial
 
 from _common import median, write_results
-from bench_throughput import run_wrk, start_gunicorn
+from bench_throughput import run_wrk, serving, start_gunicorn
 
 from samplez.testing import free_port
-
-NO_MEMCACHE = "127.0.0.1:1"  # these modes never use samplez: nothing listens here
 
 
 def main() -> None:
@@ -31,14 +29,18 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--burn", type=float, nargs="+", default=[5.0, 20.0])
     args = parser.parse_args()
-    modes = ["bare"] + [f"{where}_{us:g}" for us in args.burn for where in ("burn_call", "burn_close")]
+    # mode -> (the _wsgi_app mode, µs burnt)
+    runs = {"bare": ("bare", 0.0)}
+    for us in args.burn:
+        for where in ("burn_call", "burn_close"):
+            runs[f"{where}_{us:g}"] = (where, us)
+    modes = list(runs)
     ports = {mode: free_port() for mode in modes}
-    procs = {}
-    try:
-        for mode in modes:
-            where, _, us = mode.rpartition("_") if mode != "bare" else ("bare", "", "0")
-            os.environ["BENCH_BURN_US"] = us  # read by _wsgi_app in the workers
-            procs[mode] = start_gunicorn(where, ports[mode], memcache=NO_MEMCACHE)
+    starts = {
+        mode: partial(start_gunicorn, where, ports[mode], extra_env={"BENCH_BURN_US": str(us)})
+        for mode, (where, us) in runs.items()
+    }
+    with serving(starts):
         for mode in modes:  # warm up
             run_wrk(ports[mode], 1, args.connections)
         rps: dict[str, list[float]] = {mode: [] for mode in modes}
@@ -46,11 +48,6 @@ def main() -> None:
             for mode in modes if round_number % 2 == 0 else modes[::-1]:
                 rps[mode].append(run_wrk(ports[mode], args.seconds, args.connections)["rps"])
             print(f"round {round_number + 1}: " + "  ".join(f"{m} {rps[m][-1]:.0f}" for m in modes))
-    finally:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            proc.wait(timeout=20)
     figures: dict[str, dict[str, float]] = {}
     for mode in modes:
         ratios = [x / b for x, b in zip(rps[mode], rps["bare"])]

@@ -26,7 +26,10 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
+from typing import Callable, Iterator
 
 from _common import RESULTS, ROOT, Memcached, median, save_chart, spread, verdict, write_results
 
@@ -39,8 +42,19 @@ WRK = shutil.which("wrk") or "/usr/bin/wrk"
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
 
-def start_gunicorn(mode: str, port: int, memcache: str, workers: int = 2, app: str = "wsgi") -> subprocess.Popen[bytes]:
-    env = dict(os.environ, BENCH_MODE=mode, BENCH_APP=app, SAMPLEZ_MEMCACHE=memcache, PYTHONPATH=str(ROOT))
+def start_gunicorn(
+    mode: str,
+    port: int,
+    memcache: str | None = None,
+    workers: int = 2,
+    app: str = "wsgi",
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """gunicorn serving ``_wsgi_app`` in ``mode`` (its ``BENCH_*`` settings
+    plus ``extra_env``); ``memcache`` is needed by the modes that use samplez."""
+    env = dict(os.environ, BENCH_MODE=mode, BENCH_APP=app, PYTHONPATH=str(ROOT), **(extra_env or {}))
+    if memcache is not None:
+        env["SAMPLEZ_MEMCACHE"] = memcache
     args = [GUNICORN, "-w", str(workers), "-k", "sync", "-b", f"127.0.0.1:{port}", "--chdir", str(ROOT / "bench")]
     args += ["--log-level", "warning", "_wsgi_app:app"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -54,6 +68,22 @@ def start_gunicorn(mode: str, port: int, memcache: str, workers: int = 2, app: s
                 raise RuntimeError(f"gunicorn ({mode}) exited with {proc.returncode}") from None
             time.sleep(0.05)
     raise RuntimeError(f"gunicorn ({mode}) did not start")
+
+
+@contextmanager
+def serving(starts: dict[str, Callable[[], subprocess.Popen[bytes]]]) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    """Start one gunicorn per mode; stop every one started, however the
+    block ends (also when a later one fails to start)."""
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for mode, start in starts.items():
+            procs[mode] = start()
+        yield procs
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            proc.wait(timeout=20)
 
 
 def _duration(text: str) -> float:
@@ -147,8 +177,8 @@ def measure(app: str, args: argparse.Namespace) -> None:
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     with Memcached() as server:
         ports = {mode: free_port() for mode in MODES}
-        procs = {mode: start_gunicorn(mode, ports[mode], server.address, app=app) for mode in MODES}
-        try:
+        starts = {mode: partial(start_gunicorn, mode, ports[mode], server.address, app=app) for mode in MODES}
+        with serving(starts) as procs:
             for mode in MODES:  # warm up every worker
                 run_wrk(ports[mode], 1, args.connections)
             for round_number in range(args.rounds):
@@ -164,11 +194,6 @@ def measure(app: str, args: argparse.Namespace) -> None:
                     runs[mode].append(result)
                     rps, p99 = result["rps"], result["p99_ms"]
                     print(f"round {round_number + 1} {mode:8s} {rps:9.0f} req/s  p99 {p99:.2f} ms")
-        finally:
-            for proc in procs.values():
-                proc.terminate()
-            for proc in procs.values():
-                proc.wait(timeout=20)
 
     figures: dict[str, dict[str, dict[str, float]]] = {}
     for mode in MODES:
