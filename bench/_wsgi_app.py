@@ -57,8 +57,9 @@ def flask_app(sample: bool) -> Any:
     @site.route("/item/<int:item>")
     def item(item: int) -> tuple[bytes, int, dict[str, str]]:
         if sample:
-            samplez.set(LATENCY, request.path, 1.5)
-            samplez.set(POPULAR, request.path)
+            path = request.path  # read once, as a view keying two configs by it would
+            samplez.set(LATENCY, path, 1.5)
+            samplez.set(POPULAR, path)
             samplez.set(STATUS, "200")
         return BODY, 200, {"Content-Type": "text/plain"}
 

@@ -1,28 +1,32 @@
 """``samplez.set`` and the per-request batch.
 
 ``set`` runs on the request thread and does only in-memory work: it checks
-the value, then appends one tuple either to the current request's batch (a
-``contextvars`` variable, so threads and greenlets each see their own) or,
-outside a request, to the process batch. When the request ends, ``join``
-folds its batch into the process batch: for reservoirs one value per
-(config, key), the last one set, kept with probability ``rate`` by one coin
-flip per key shared by every config.
+the value, then records it in the current request's batch (a ``contextvars``
+variable, so threads and greenlets each see their own) or, outside a
+request, in the process batch. A request's batch is a dict that applies the
+request rules as values arrive: one value per (config, key), the last one
+set, kept with probability ``rate`` by one coin flip per key shared by every
+config; counters, which count every ``set``, keep a list beside it. When the
+request ends, ``join`` turns it into events stamped with one time and
+``finish`` hands them to the process batch.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
-from contextvars import ContextVar
+from contextvars import Context, ContextVar, copy_context
 from typing import Any
 
 from .engine import engine
-from .metric import Event, resolve_targets
+from .metric import FLOAT_MAX, Event, resolve_targets
 
-__all__ = ["begin", "end", "enter", "finish", "join", "leave", "set"]
+__all__ = ["begin", "end", "finish", "join", "request_context", "set"]
 
 log = logging.getLogger("samplez")
-_request: ContextVar[list[tuple[Any, str, Any]] | None] = ContextVar("samplez.request", default=None)
+_isfinite = math.isfinite
+_request: ContextVar[dict[Any, Any] | None] = ContextVar("samplez.request", default=None)
 
 
 def _key(key: object) -> str:
@@ -36,6 +40,21 @@ def _key(key: object) -> str:
     raise TypeError(f"samplez key must be a str (or UTF-8 bytes), got {type(key).__name__} {key!r}")
 
 
+class _Side:
+    """What a request batch holds besides its (slot, key) -> value entries:
+    the coin flip of each key of a sampled config, and the values of
+    counters, every one of which counts."""
+
+    __slots__ = ("flips", "every")
+
+    def __init__(self) -> None:
+        self.flips: dict[str, float] = {}
+        self.every: list[tuple[tuple[int, str], Any]] = []
+
+
+_SIDE: Any = object()  # the key of a batch's _Side
+
+
 def set(target: Any, key: str | bytes, value: int | float | str = 1) -> None:  # noqa: A001
     """Record ``value`` for ``key`` in every config or counter of ``target``
     (a Config, a counter, a Section, or an iterable of them).
@@ -46,6 +65,16 @@ def set(target: Any, key: str | bytes, value: int | float | str = 1) -> None:  #
 
     >>> samplez.set(LATENCY, '/api/items', 124)
     """
+    # The usual call, one config and a number in a request, is one dict
+    # store after three class checks (bench/bench_request_path.py).
+    slot = getattr(target, "_samplez_number_slot", None)
+    if slot is not None and key.__class__ is str:
+        kind = value.__class__
+        if (kind is float and _isfinite(value)) or (kind is int and -FLOAT_MAX <= value <= FLOAT_MAX):  # type: ignore[arg-type, operator]
+            batch = _request.get()
+            if batch is not None:
+                batch[slot, key] = value
+                return
     try:
         targets = target._samplez_targets
         checks = target._samplez_checks
@@ -56,78 +85,83 @@ def set(target: Any, key: str | bytes, value: int | float | str = 1) -> None:  #
     if key.__class__ is not str:
         key = _key(key)
     batch = _request.get()
-    if batch is not None:
-        batch.append((targets, key, value))
-    else:
-        when = engine.clock()
-        if len(targets) == 1 and targets[0].rate == 1.0:
-            engine.add((targets[0], key, value, when))
+    if batch is None:
+        if len(targets) == 1 and targets[0].plain_slot is not None:
+            engine.add((targets[0].slot, key, value, engine.clock()))
         else:
-            engine.extend(join([(targets, key, value)], when))
+            batch = {}
+            _record(batch, targets, key, value)
+            finish(batch)
+        return
+    for metric in targets:
+        slot = metric.plain_slot
+        if slot is not None:
+            batch[slot, key] = value
+        else:
+            _record(batch, (metric,), key, value)
+
+
+def _record(batch: dict[Any, Any], targets: tuple[Any, ...], key: str, value: Any) -> None:
+    side = batch.get(_SIDE)
+    if side is None:
+        side = batch[_SIDE] = _Side()
+    for metric in targets:
+        if not metric.dedup_in_request:
+            side.every.append(((metric.slot, key), value))
+            continue
+        if metric.rate < 1.0:
+            flip = side.flips.get(key)
+            if flip is None:
+                flip = side.flips[key] = random.random()
+            if flip >= metric.rate:
+                continue
+        batch[metric.slot, key] = value
 
 
 def begin() -> Any:
     """Start a request batch in the current context; returns its token."""
-    return _request.set([])
+    return _request.set({})
 
 
 def end(token: Any) -> None:
     """Fold the current request's batch into the process batch and leave
     the request context (also when the handler raised)."""
     batch = _request.get()
-    leave(token)
+    _request.reset(token)
     finish(batch)
 
 
-def enter(batch: list[tuple[Any, str, Any]]) -> Any:
-    """Make ``batch`` the current request's batch; returns the token for
-    :func:`leave`. The middleware enters around each call into the app, so
-    a response never closed cannot leave its batch behind in the thread."""
-    return _request.set(batch)
+def request_context(batch: dict[Any, Any]) -> Context:
+    """A copy of the current context in which ``batch`` is the request's
+    batch: the middleware runs the app, each step of a streamed body and its
+    ``close()`` in it (``Context.run``, in C), and drops it with the request,
+    so nothing is left to reset and nothing of the request leaks into the
+    thread's own context."""
+    context = copy_context()
+    context.run(_request.set, batch)
+    return context
 
 
-def leave(token: Any) -> None:
-    try:
-        _request.reset(token)
-    except ValueError:  # left from another context: leave it empty instead
-        _request.set(None)
-
-
-def finish(batch: list[tuple[Any, str, Any]] | None) -> None:
+def finish(batch: dict[Any, Any] | None) -> None:
     """Fold a request's batch into the process batch. Runs as the response
     closes, so it never raises: a clock that fails costs the request's
     samples (logged, counted as dropped), not the request."""
     if batch:
         try:
-            events = join(batch, engine.clock())
+            when = engine.clock()
         except Exception:
-            log.exception("samplez: the clock failed; %d samples of this request dropped", len(batch))
-            engine.drop(len(batch))
+            events = join(batch, 0.0)
+            log.exception("samplez: the clock failed; %d samples of this request dropped", len(events))
+            engine.drop(len(events))
             return
-        engine.extend(events)
+        engine.extend(join(batch, when))
 
 
-def join(batch: list[tuple[Any, str, Any]], when: float) -> list[Event]:
-    """The events of one request: see the module docstring."""
-    events: list[Event] = []
-    last: dict[tuple[Any, str], Any] = {}
-    flips: dict[str, float] | None = None
-    # Runs once per request on the request thread: kept to plain loops and
-    # dict stores (bench/bench_request_path.py measures it).
-    for targets, key, value in batch:
-        for metric in targets:
-            if not metric.dedup_in_request:
-                events.append((metric, key, value, when))
-                continue
-            if metric.rate < 1.0:
-                if flips is None:
-                    flips = {}
-                flip = flips.get(key)
-                if flip is None:
-                    flip = flips[key] = random.random()
-                if flip >= metric.rate:
-                    continue
-            last[metric, key] = value
-    for (metric, key), value in last.items():
-        events.append((metric, key, value, when))
+def join(batch: dict[Any, Any], when: float) -> list[Event]:
+    """The events of one request's batch, all stamped ``when``; the batch is
+    consumed."""
+    side = batch.pop(_SIDE, None)
+    events = [(slot, key, value, when) for (slot, key), value in batch.items()]
+    if side is not None:
+        events += [(slot, key, value, when) for (slot, key), value in side.every]
     return events

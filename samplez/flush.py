@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-from .metric import MAX_ROUNDS, Context, Event, Metric, Outcome, Plan
+from .metric import MAX_ROUNDS, Context, Event, Outcome, Plan, metric_at
 from .store.base import Op, is_failure
 
 __all__ = ["FlushTotals", "run"]
@@ -28,8 +28,8 @@ class FlushTotals:
         self.retry: list[Event] = []
 
 
-def _group(events: Sequence[Event]) -> dict[Metric, list[Event]]:
-    groups: dict[Metric, list[Event]] = {}
+def _group(events: Sequence[Event]) -> dict[int, list[Event]]:
+    groups: dict[int, list[Event]] = {}
     for event in events:
         try:
             groups[event[0]].append(event)
@@ -42,7 +42,11 @@ def run(events: Sequence[Event], ctx: Context) -> FlushTotals:
     """Apply ``events`` to ``ctx.store``."""
     totals = FlushTotals()
     live: list[tuple[Plan, list[Op], int]] = []
-    for metric, batch in _group(events).items():
+    for slot, batch in _group(events).items():
+        metric = metric_at(slot)
+        if metric is None:  # dropped by its owner before its events were applied
+            totals.failed += len(batch)
+            continue
         plan = metric.apply(batch, ctx)
         try:
             live.append((plan, next(plan), len(batch)))

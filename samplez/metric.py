@@ -34,6 +34,7 @@ __all__ = [
     "check_int",
     "check_item",
     "check_number",
+    "metric_at",
     "registered_metrics",
     "registered_sections",
     "unregister",
@@ -44,8 +45,16 @@ _NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _metrics: weakref.WeakValueDictionary[str, Metric] = weakref.WeakValueDictionary()
 _sections: weakref.WeakValueDictionary[int, Section] = weakref.WeakValueDictionary()
 
-#: ``(metric, key, value, when)``: one ``samplez.set`` waiting to be applied.
-Event = tuple[Any, str, Any, float]
+#: Every metric made, weakly, by its ``slot``. An event names its metric by
+#: slot, so a pending event holds only an int, a str and numbers: the garbage
+#: collector untracks such a tuple at its first collection, where one holding
+#: the metric would be promoted to the oldest generation and, at 10,000s of
+#: events per flush, set off full collections of the heap in every busy
+#: worker (bench/bench_throughput.py).
+_slots: list[weakref.ref[Metric]] = []
+
+#: ``(slot, key, value, when)``: one ``samplez.set`` waiting to be applied.
+Event = tuple[int, str, Any, float]
 Plan = Generator[list["Op"], list[Any], "Outcome"]
 
 
@@ -70,7 +79,7 @@ class Context:
 # -- checks -----------------------------------------------------------------
 
 
-_FLOAT_MAX = int(sys.float_info.max)
+FLOAT_MAX = int(sys.float_info.max)
 
 
 def _shown(value: object) -> str:
@@ -99,7 +108,7 @@ def check_number(value: object) -> None:
     """An int or a finite float (``bool`` is not a number here); samples are
     stored as floats, so an int must fit one."""
     kind = type(value)
-    if kind is int and -_FLOAT_MAX <= value <= _FLOAT_MAX:  # type: ignore[operator]
+    if kind is int and -FLOAT_MAX <= value <= FLOAT_MAX:  # type: ignore[operator]
         return
     if kind is float or (isinstance(value, (int, float)) and not isinstance(value, bool)):
         try:
@@ -151,6 +160,15 @@ class Metric:
     kind: ClassVar[str] = "metric"
     #: Inside one request, does a later ``set`` of a key replace an earlier one?
     dedup_in_request: ClassVar[bool] = False
+    #: The metric's index in the process (events carry it), set by
+    #: ``_register``; and the same when a ``set`` in a request only stores
+    #: the value under (slot, key): the last value wins, every key is kept
+    #: (``rate`` 1). ``None`` when the request batch has more to do.
+    slot: int
+    plain_slot: int | None = None
+    #: ...and when it takes any finite number: ``set`` then checks the value
+    #: inline (its fast path).
+    _samplez_number_slot: int | None = None
     #: The ``samplez.set`` check of a value.
     check_value: Callable[[object], None] = staticmethod(check_number)
     rate: float = 1.0
@@ -169,6 +187,12 @@ class Metric:
         if self.name in _metrics:
             raise ConfigError(f"name must be unique in the process, {self.name!r} is already defined")
         _metrics[self.name] = self
+        self.slot = len(_slots)
+        _slots.append(weakref.ref(self))
+        if self.dedup_in_request and self.rate == 1.0:
+            self.plain_slot = self.slot
+            if type(self).check_value is check_number:
+                self._samplez_number_slot = self.slot
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -233,6 +257,11 @@ def registered_metrics() -> list[Metric]:
 
 def registered_sections() -> list[Section]:
     return list(_sections.values())
+
+
+def metric_at(slot: int) -> Metric | None:
+    """The metric of an event's slot; ``None`` once nothing holds it."""
+    return _slots[slot]()
 
 
 def lookup(name: str) -> Metric | None:

@@ -4,6 +4,8 @@ dashboard."""
 from __future__ import annotations
 
 import logging
+from contextvars import Context
+from functools import partial
 from typing import Any, Callable, Iterable, Iterator
 
 from . import batch
@@ -13,49 +15,40 @@ from .errors import ConfigError
 __all__ = ["Middleware"]
 
 log = logging.getLogger("samplez")
+_END = object()  # what a finished body's next() returns instead of raising
 
 
 class _Closing:
-    """Wraps the app's response: a streamed body runs inside the request's
-    batch as it is iterated; on ``close()`` the batch joins the process batch
-    (and, with ``flush='request'``, is applied)."""
+    """Wraps the app's response: a streamed body is iterated, and closed, in
+    the request's context (so its ``samplez.set`` calls land in the request's
+    batch); on ``close()`` the batch joins the process batch (and, with
+    ``flush='request'``, is applied)."""
 
-    __slots__ = ("_app_iter", "_items", "_flush")
+    __slots__ = ("_app_iter", "_batch", "_context", "_flush")
 
-    def __init__(self, app_iter: Iterable[bytes], items: list[Any], flush: bool) -> None:
+    def __init__(self, app_iter: Iterable[bytes], request_batch: dict[Any, Any], context: Context, flush: bool) -> None:
         self._app_iter = app_iter
-        self._items = items
+        self._batch = request_batch
+        self._context = context
         self._flush = flush
 
     def __iter__(self) -> Iterator[bytes]:
         app_iter = self._app_iter
         if type(app_iter) is list or type(app_iter) is tuple:
             return iter(app_iter)  # already produced: no handler code left to run
-        return self._stream(iter(app_iter))
-
-    def _stream(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        items = self._items
-        while True:
-            token = batch.enter(items)
-            try:
-                chunk = next(chunks)
-            except StopIteration:
-                return
-            finally:
-                batch.leave(token)
-            yield chunk
+        # Each chunk is next(chunks) run in the request's context; the
+        # two-argument iter() makes that loop in C, with no frame per chunk.
+        run = self._context.run
+        step: Callable[[], Any] = partial(run, next, run(iter, app_iter), _END)
+        return iter(step, _END)
 
     def close(self) -> None:
         try:
             close = getattr(self._app_iter, "close", None)
             if close is not None:
-                token = batch.enter(self._items)
-                try:
-                    close()
-                finally:
-                    batch.leave(token)
+                self._context.run(close)
         finally:
-            batch.finish(self._items)
+            batch.finish(self._batch)
             if self._flush:
                 try:
                     engine.flush()
@@ -117,24 +110,20 @@ class Middleware:
             path = environ.get("PATH_INFO", "")
             if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
                 return self._serve_dashboard(environ, start_response, path[len(prefix) :])
-        items: list[Any] = []
-        token = batch.enter(items)
+        request_batch: dict[Any, Any] = {}
+        context = batch.request_context(request_batch)
         try:
-            app_iter = self.app(environ, start_response)
+            app_iter = context.run(self.app, environ, start_response)
         except BaseException:
-            batch.leave(token)
-            batch.finish(items)
+            batch.finish(request_batch)
             raise
-        # Left now, not at close(): a server (or a test client) that never
-        # closes the response must not leave this batch as the thread's own.
-        batch.leave(token)
         if (type(app_iter) is list or type(app_iter) is tuple) and engine.flush_mode != "request":
             # A body already produced runs no more handler code and has no
             # close(): fold the batch now and give the server the list itself
             # (no wrapper on the request path; bench/bench_throughput.py).
-            batch.finish(items)
+            batch.finish(request_batch)
             return app_iter
-        return _Closing(app_iter, items, engine.flush_mode == "request")
+        return _Closing(app_iter, request_batch, context, engine.flush_mode == "request")
 
     def _serve_dashboard(
         self, environ: dict[str, Any], start_response: Callable[..., Any], rest: str

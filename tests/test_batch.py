@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import gc
 import math
 from decimal import Decimal
 
@@ -144,3 +145,50 @@ def test_the_background_flusher_applies_without_being_asked(memcached, config):
         time.sleep(0.02)
     assert samplez.get(config).total_events == 1
     assert engine.health["applied"] >= 1
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [
+        pytest.param(math.nan, ValueError, id="nan"),
+        pytest.param(-math.inf, ValueError, id="-inf"),
+        pytest.param(10**400, ValueError, id="int-past-float"),
+        pytest.param(True, TypeError, id="bool"),
+        pytest.param("3", TypeError, id="str"),
+    ],
+)
+def test_bad_values_raise_inside_a_request_too(samplez_on, config, value, error):
+    token = batch.begin()
+    try:
+        with pytest.raises(error, match="samplez value"):
+            samplez.set(config, "k", value)
+        samplez.set(config, "k", 2**53)  # a big int that fits a float is fine
+    finally:
+        batch.end(token)
+    assert samplez.flush().applied == 1
+
+
+def test_pending_events_hold_nothing_the_garbage_collector_tracks(samplez_on, config):
+    # Tuples of ints, strs and numbers are untracked at their first
+    # collection; one holding a metric would be promoted, and 10,000s of
+    # them per flush set off full collections in every busy worker.
+    token = batch.begin()
+    samplez.set(config, "k", 1.5)
+    samplez.set(samplez.Section("both", config), "j", 2)
+    batch.end(token)
+    samplez.set(config, "outside", 3)
+    gc.collect()
+    assert len(engine._pending) == 3
+    assert not any(gc.is_tracked(event) for event in engine._pending)
+
+
+def test_events_of_a_metric_dropped_before_the_flush_are_counted_as_dropped(samplez_on):
+    config = samplez.Config(unique_name("gone"), period=60, samples=10, by_value=True)
+    kept = samplez.Config(unique_name("kept"), period=60, samples=10, by_value=True)
+    samplez.set(config, "k", 1)
+    samplez.set(kept, "k", 1)
+    del config
+    gc.collect()
+    summary = samplez.flush()
+    assert (summary.applied, summary.dropped) == (1, 1)
+    assert samplez.get(kept).count("k") == 1

@@ -121,7 +121,7 @@ def test_rolling_max_lost_race_is_retried_next_flush(memcached, clock: Clock) ->
     flush()
     ctx = engine.context()
     bucket = slowest.data_key(ctx, "a", slowest.bucket_of(clock.now))
-    plan = slowest.apply([(slowest, "a", 9, clock.now)], ctx)
+    plan = slowest.apply([(slowest.slot, "a", 9, clock.now)], ctx)
     ops = next(plan)  # admission is cached: this is the gets of the bucket
     results, _ = store.execute(ops)
     store.execute([set_(bucket, b"\x01" + b"\x00" * 8, 60)])  # another writer moves the cas token

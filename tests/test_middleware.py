@@ -6,6 +6,7 @@ import pytest
 import webtest
 
 import samplez
+from samplez import batch
 from samplez.engine import engine
 from tests.conftest import unique_name
 
@@ -82,3 +83,35 @@ def test_streamed_responses_keep_their_request_batch_until_closed(samplez_on, co
 def test_bad_middleware_arguments(kwargs, config):
     with pytest.raises(samplez.ConfigError):
         samplez.Middleware(make_app(config), **kwargs)
+
+
+def test_an_open_streamed_response_leaves_the_thread_outside_any_request(samplez_on, config):
+    class Body:
+        def __iter__(self):
+            samplez.set(config, "a", 1)
+            yield b"a"
+            samplez.set(config, "a", 2)  # the same request: replaces 1
+
+        def close(self):
+            samplez.set(config, "closed", 1)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        if environ["PATH_INFO"] == "/a":
+            return Body()
+        samplez.set(config, "b", 1)
+        return [b"b"]
+
+    wrapped = samplez.Middleware(app, flush="background", flush_interval=3600)  # flushed below
+    first = wrapped({"PATH_INFO": "/a", "REQUEST_METHOD": "GET"}, lambda *args: None)
+    assert batch._request.get() is None  # not left as the thread's batch
+    wrapped({"PATH_INFO": "/b", "REQUEST_METHOD": "GET"}, lambda *args: None)
+    samplez.set(config, "outside", 1)
+    assert engine.pending == 2
+    assert list(first) == [b"a"]
+    first.close()
+    assert engine.pending == 4
+    samplez.flush()
+    result = samplez.get(config)
+    assert [v for _, v in result.samples("a")] == [2.0]
+    assert result.count("closed") == result.count("b") == result.count("outside") == 1
