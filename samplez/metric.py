@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generator, Iterable, Sequence
@@ -50,8 +51,9 @@ _sections: weakref.WeakValueDictionary[int, Section] = weakref.WeakValueDictiona
 #: collector untracks such a tuple at its first collection, where one holding
 #: the metric would be promoted to the oldest generation and, at 10,000s of
 #: events per flush, set off full collections of the heap in every busy
-#: worker (bench/bench_throughput.py).
+#: worker (README, "Benchmarks"). It only grows: a weakref per metric made.
 _slots: list[weakref.ref[Metric]] = []
+_registering = threading.Lock()
 
 #: ``(slot, key, value, when)``: one ``samplez.set`` waiting to be applied.
 Event = tuple[int, str, Any, float]
@@ -184,11 +186,12 @@ class Metric:
 
     def _register(self) -> None:
         """Claim the name; called last by subclasses, once fully valid."""
-        if self.name in _metrics:
-            raise ConfigError(f"name must be unique in the process, {self.name!r} is already defined")
-        _metrics[self.name] = self
-        self.slot = len(_slots)
-        _slots.append(weakref.ref(self))
+        with _registering:  # one name and one slot per metric, whichever thread makes it
+            if self.name in _metrics:
+                raise ConfigError(f"name must be unique in the process, {self.name!r} is already defined")
+            _metrics[self.name] = self
+            self.slot = len(_slots)
+            _slots.append(weakref.ref(self))
         if self.dedup_in_request and self.rate == 1.0:
             self.plain_slot = self.slot
             if type(self).check_value is check_number:

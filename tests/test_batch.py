@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import gc
 import math
+import threading
 from decimal import Decimal
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 import samplez
 from samplez import batch
 from samplez.engine import engine
+from samplez.metric import metric_at
 from tests.conftest import unique_name
 
 
@@ -192,3 +194,19 @@ def test_events_of_a_metric_dropped_before_the_flush_are_counted_as_dropped(samp
     summary = samplez.flush()
     assert (summary.applied, summary.dropped) == (1, 1)
     assert samplez.get(kept).count("k") == 1
+
+
+def test_metrics_made_on_many_threads_get_their_own_slots():
+    made: list[samplez.Config] = []
+
+    def make() -> None:
+        for _ in range(50):
+            made.append(samplez.Config(unique_name("t"), period=60, samples=10, by_value=True))
+
+    threads = [threading.Thread(target=make) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({config.slot for config in made}) == len(made) == 400
+    assert all(metric_at(config.slot) is config for config in made)
