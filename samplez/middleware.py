@@ -19,27 +19,22 @@ _END = object()  # what a finished body's next() returns instead of raising
 
 
 class _Closing:
-    """Wraps the app's response: a streamed body is iterated, and closed, in
-    the request's context (so its ``samplez.set`` calls land in the request's
-    batch); on ``close()`` the batch joins the process batch (and, with
-    ``flush='request'``, is applied)."""
+    """Wraps the app's response: the body is iterated, and closed, in the
+    request's context (so ``samplez.set`` calls made as it streams land in
+    the request's batch); on ``close()`` the batch joins the process batch."""
 
-    __slots__ = ("_app_iter", "_batch", "_context", "_flush")
+    __slots__ = ("_app_iter", "_batch", "_context")
 
-    def __init__(self, app_iter: Iterable[bytes], request_batch: dict[Any, Any], context: Context, flush: bool) -> None:
+    def __init__(self, app_iter: Iterable[bytes], request_batch: dict[Any, Any], context: Context) -> None:
         self._app_iter = app_iter
         self._batch = request_batch
         self._context = context
-        self._flush = flush
 
     def __iter__(self) -> Iterator[bytes]:
-        app_iter = self._app_iter
-        if type(app_iter) is list or type(app_iter) is tuple:
-            return iter(app_iter)  # already produced: no handler code left to run
         # Each chunk is next(chunks) run in the request's context; the
         # two-argument iter() makes that loop in C, with no frame per chunk.
         run = self._context.run
-        step: Callable[[], Any] = partial(run, next, run(iter, app_iter), _END)
+        step: Callable[[], Any] = partial(run, next, run(iter, self._app_iter), _END)
         return iter(step, _END)
 
     def close(self) -> None:
@@ -49,11 +44,21 @@ class _Closing:
                 self._context.run(close)
         finally:
             batch.finish(self._batch)
-            if self._flush:
-                try:
-                    engine.flush()
-                except Exception:
-                    log.exception("samplez: flush after the response failed")
+
+
+class _Flushing(_Closing):
+    """``flush='request'``: the batch is applied once the response closes."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            try:
+                engine.flush()
+            except Exception:
+                log.exception("samplez: flush after the response failed")
 
 
 class Middleware:
@@ -117,13 +122,15 @@ class Middleware:
         except BaseException:
             batch.finish(request_batch)
             raise
-        if (type(app_iter) is list or type(app_iter) is tuple) and engine.flush_mode != "request":
+        if engine.flush_mode == "request":
+            return _Flushing(app_iter, request_batch, context)
+        if type(app_iter) is list or type(app_iter) is tuple:
             # A body already produced runs no more handler code and has no
             # close(): fold the batch now and give the server the list itself
             # (no wrapper on the request path; bench/bench_throughput.py).
             batch.finish(request_batch)
             return app_iter
-        return _Closing(app_iter, request_batch, context, engine.flush_mode == "request")
+        return _Closing(app_iter, request_batch, context)
 
     def _serve_dashboard(
         self, environ: dict[str, Any], start_response: Callable[..., Any], rest: str
