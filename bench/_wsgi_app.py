@@ -13,6 +13,15 @@
 app with ``BENCH_BURN_US`` µs of CPU spent before the response is returned,
 or in the body's ``close()``, after the server has written it.
 
+The ``stage_*`` modes (``bench_stages.py``, raw WSGI app only) serve
+``wrapped`` with samplez cut short after a stage, to price each stage
+inside a worker: ``stage_middleware`` (the middleware around the bare app,
+no ``set``),
+``stage_sets`` (the 3 sets; the request's batch is never folded),
+``stage_fold`` (folded into events, which are then thrown away) and
+``stage_pending`` (kept in the process batch; the flusher throws them away
+instead of applying them).
+
 ``BENCH_APP=flask`` serves the same page from a Flask view instead of a
 raw WSGI function (the stack samplez's users run). ``SAMPLEZ_MEMCACHE``
 names the memcached to use.
@@ -108,6 +117,19 @@ elif os.environ.get("BENCH_APP") == "flask":
     app: Any = site
 elif MODE == "bare":
     app = bare
+elif MODE == "stage_middleware":
+    app = samplez.Middleware(bare, store=samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"]))
+elif MODE.startswith("stage_"):
+    from samplez import batch
+    from samplez.engine import engine
+
+    app = samplez.Middleware(sampling, store=samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"]))
+    if MODE == "stage_sets":
+        batch.finish = lambda request_batch: None  # type: ignore[assignment]
+    elif MODE == "stage_fold":
+        engine.extend = lambda events: None  # type: ignore[method-assign]
+    elif MODE == "stage_pending":
+        engine.flush = engine.clear  # type: ignore[assignment, method-assign]
 else:
     store = samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"])
     app = samplez.Middleware(sampling, store=store, flush="request" if MODE == "sync" else "background")

@@ -1,0 +1,107 @@
+"""What each stage of samplez costs inside a gunicorn worker: one sync
+worker saturated by wrk serving the bare app, then the wrapped app cut
+short after each stage (``_wsgi_app``'s ``stage_*`` modes), then the whole
+of it. CPU per request is read from ``/proc`` for the worker's request
+thread and, apart, for its other threads (the flusher).
+
+    .venv/bin/python bench/bench_stages.py [--rounds 16] [--seconds 4]
+
+The stages are cumulative: the middleware alone; + 3 ``set`` calls; + the
+fold into events at the response; + keeping them in the process batch;
++ the flush to memcached. Each row's delta is that stage's price in the
+worker, where samplez's code runs between ~100 µs of gunicorn's and costs
+several times what a hot in-process loop (``bench_request_path.py``) shows.
+Rounds vary by a few µs on a shared machine: read a delta of 1-2 µs with
+the spread printed beside it.
+The app is the raw WSGI hello-world of ``bench_throughput.py``. Writes
+``bench/results/stages.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from functools import partial
+
+from _common import Memcached, median, spread, write_results
+from bench_throughput import family, run_wrk, serving, start_gunicorn
+
+from samplez.testing import free_port
+
+STAGES = {
+    "bare": "the bare app",
+    "stage_middleware": "+ the middleware (no set)",
+    "stage_sets": "+ 3 set calls",
+    "stage_fold": "+ the fold into events",
+    "stage_pending": "+ the process batch",
+    "wrapped": "+ the flush (all of samplez)",
+}
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds of the request thread (the worker's main thread) and of
+    its other threads."""
+    main = others = 0.0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a thread that ended
+        seconds = (int(fields[11]) + int(fields[12])) / TICK
+        if int(tid) == pid:
+            main += seconds
+        else:
+            others += seconds
+    return main, others
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=16)
+    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=4)
+    args = parser.parse_args()
+    modes = list(STAGES)
+    ports = {mode: free_port() for mode in modes}
+    samples: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
+    with Memcached() as memcached:
+        starts = {mode: partial(start_gunicorn, mode, ports[mode], memcached.address, workers=1) for mode in modes}
+        with serving(starts) as procs:
+            workers = {mode: family(proc.pid)[1] for mode, proc in procs.items()}
+            for mode in modes:  # warm up
+                run_wrk(ports[mode], 1, args.connections)
+            for round_number in range(args.rounds):
+                for mode in modes if round_number % 2 == 0 else modes[::-1]:
+                    before = thread_cpu(workers[mode])
+                    requests = run_wrk(ports[mode], args.seconds, args.connections)["rps"] * args.seconds
+                    after = thread_cpu(workers[mode])
+                    samples[mode].append(((after[0] - before[0]) / requests, (after[1] - before[1]) / requests))
+                print(f"round {round_number + 1} done")
+    figures: dict[str, dict[str, float]] = {}
+    previous = None
+    for mode in modes:
+        request_us = median([s[0] for s in samples[mode]]) * 1e6
+        other_us = median([s[1] for s in samples[mode]]) * 1e6
+        totals = [(s[0] + s[1]) * 1e6 for s in samples[mode]]
+        total = median(totals)
+        figures[mode] = {
+            "request_thread_us": request_us,
+            "other_threads_us": other_us,
+            "total_us": total,
+            "total_spread_us": spread(totals),
+        }
+        delta = "" if previous is None else f"  {total - previous:+5.1f} µs"
+        low, high = sorted(totals)[len(totals) // 4], sorted(totals)[-1 - len(totals) // 4]
+        print(
+            f"{STAGES[mode]:32s} request thread {request_us:6.1f} µs  flusher {other_us:4.2f} µs"
+            f"  (all threads {low:.1f}-{high:.1f}, middle half of rounds){delta}"
+        )
+        previous = total
+    print(f"samplez in all: {figures['wrapped']['total_us'] - figures['bare']['total_us']:+.1f} µs of CPU per request")
+    write_results("stages", {"stages": figures, "rounds": args.rounds}, "python bench/bench_stages.py")
+
+
+if __name__ == "__main__":
+    main()
