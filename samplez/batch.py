@@ -85,27 +85,26 @@ def set(target: Any, key: str | bytes, value: int | float | str = 1) -> None:  #
     if key.__class__ is not str:
         key = _key(key)
     batch = _request.get()
-    if batch is None:
-        if len(targets) == 1 and targets[0].plain_slot is not None:
-            engine.add((targets[0].slot, key, value, engine.clock()))
-        else:
-            batch = {}
-            _record(batch, targets, key, value)
-            finish(batch)
-        return
-    for metric in targets:
-        slot = metric.plain_slot
-        if slot is not None:
-            batch[slot, key] = value
-        else:
-            _record(batch, (metric,), key, value)
+    if batch is not None:
+        _record(batch, targets, key, value)
+    elif len(targets) == 1 and targets[0].plain_slot is not None:
+        engine.add((targets[0].slot, key, value, engine.clock()))
+    else:
+        batch = {}
+        _record(batch, targets, key, value)
+        finish(batch)
 
 
 def _record(batch: dict[Any, Any], targets: tuple[Any, ...], key: str, value: Any) -> None:
-    side = batch.get(_SIDE)
-    if side is None:
-        side = batch[_SIDE] = _Side()
+    """Apply the request rules to one ``set`` of ``targets`` in ``batch``."""
     for metric in targets:
+        slot = metric.plain_slot
+        if slot is not None:  # the last value wins, every key is kept
+            batch[slot, key] = value
+            continue
+        side = batch.get(_SIDE)
+        if side is None:
+            side = batch[_SIDE] = _Side()
         if not metric.dedup_in_request:
             side.every.append(((metric.slot, key), value))
             continue
