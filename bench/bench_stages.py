@@ -24,7 +24,7 @@ import os
 from functools import partial
 
 from _common import Memcached, median, spread, write_results
-from bench_throughput import family, run_wrk, serving, start_gunicorn
+from bench_throughput import family, run_wrk, serving, start_gunicorn, stat_seconds
 
 from samplez.testing import free_port
 
@@ -36,7 +36,6 @@ STAGES = {
     "stage_pending": "+ the process batch",
     "wrapped": "+ the flush (all of samplez)",
 }
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def thread_cpu(pid: int) -> tuple[float, float]:
@@ -44,12 +43,7 @@ def thread_cpu(pid: int) -> tuple[float, float]:
     its other threads."""
     main = others = 0.0
     for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # a thread that ended
-        seconds = (int(fields[11]) + int(fields[12])) / TICK
+        seconds = stat_seconds(f"/proc/{pid}/task/{tid}/stat")
         if int(tid) == pid:
             main += seconds
         else:

@@ -106,17 +106,20 @@ def run_wrk(port: int, seconds: int, connections: int) -> dict[str, float]:
     return figures
 
 
+def stat_seconds(path: str) -> float:
+    """User + system CPU seconds in a ``/proc`` ``stat`` file; 0 once the
+    process or thread is gone."""
+    try:
+        with open(path) as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds used so far by ``pids`` (all threads)."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(stat_seconds(f"/proc/{pid}/stat") for pid in pids)
 
 
 def family(pid: int) -> list[int]:
