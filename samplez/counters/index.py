@@ -101,15 +101,18 @@ class KeyIndex:
         self.known: set[str] = set()
         self.full = False
         self.fetched = -math.inf
-        self._owner: tuple[int, str] | None = None
+        # The store itself, not its id(): a store freed after a reconfigure
+        # can leave its address, and so its id, to the next one, whose index
+        # this cache knows nothing of.
+        self._store: object = None
+        self._prefix = ""
 
     def key(self, ctx: Context) -> str:
         return ctx.space.key(self.name, "index")
 
     def _fresh(self, ctx: Context) -> bool:
-        owner = (id(ctx.store), ctx.space.prefix)
-        if owner != self._owner:
-            self._owner = owner
+        if ctx.store is not self._store or ctx.space.prefix != self._prefix:
+            self._store, self._prefix = ctx.store, ctx.space.prefix
             self.known, self.full, self.fetched = set(), False, -math.inf
             return False
         return self.fetched <= ctx.now < self.fetched + REFRESH
