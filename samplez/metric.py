@@ -239,6 +239,7 @@ class Section:
         if not metrics:
             raise ConfigError(f"Section {title!r} must hold at least one config or counter")
         self.metrics: tuple[Metric, ...] = tuple(dict.fromkeys(metrics))
+        self._samplez_number_slot = None  # set() takes its general path
         self._samplez_targets = self.metrics
         self._samplez_checks = tuple(dict.fromkeys(type(m).check_value for m in self.metrics))
         _sections[id(self)] = self

@@ -4,11 +4,12 @@ dashboard."""
 from __future__ import annotations
 
 import logging
-from contextvars import Context
+from contextvars import Context, copy_context
 from functools import partial
 from typing import Any, Callable, Iterable, Iterator
 
 from . import batch
+from .batch import request_var
 from .engine import _UNSET, engine
 from .errors import ConfigError
 
@@ -116,20 +117,26 @@ class Middleware:
             if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
                 return self._serve_dashboard(environ, start_response, path[len(prefix) :])
         request_batch: dict[Any, Any] = {}
-        context = batch.request_context(request_batch)
+        context = None
+        token = request_var.set(request_batch)
         try:
-            app_iter = context.run(self.app, environ, start_response)
-        except BaseException:
-            batch.finish(request_batch)
-            raise
+            app_iter = self.app(environ, start_response)
+            if type(app_iter) is not list and type(app_iter) is not tuple or engine.flush_mode == "request":
+                # Handler code may still run as the body is produced and
+                # closed: that runs in a copy of this context, so its sets
+                # join this request's batch, which joins the process batch
+                # at close().
+                context = copy_context()
+        finally:
+            request_var.reset(token)  # the thread leaves the request here
+            if context is None and request_batch:
+                # Raised, or produced already with no close(): nothing of
+                # this request runs after this (bench/bench_stages.py).
+                batch.finish(request_batch)
+        if context is None:
+            return app_iter
         if engine.flush_mode == "request":
             return _Flushing(app_iter, request_batch, context)
-        if type(app_iter) is list or type(app_iter) is tuple:
-            # A body already produced runs no more handler code and has no
-            # close(): fold the batch now and give the server the list itself
-            # (no wrapper on the request path; bench/bench_throughput.py).
-            batch.finish(request_batch)
-            return app_iter
         return _Closing(app_iter, request_batch, context)
 
     def _serve_dashboard(

@@ -104,7 +104,7 @@ def test_an_open_streamed_response_leaves_the_thread_outside_any_request(samplez
 
     wrapped = samplez.Middleware(app, flush="background", flush_interval=3600)  # flushed below
     first = wrapped({"PATH_INFO": "/a", "REQUEST_METHOD": "GET"}, lambda *args: None)
-    assert batch._request.get() is None  # not left as the thread's batch
+    assert batch.request_var.get() is None  # not left as the thread's batch
     wrapped({"PATH_INFO": "/b", "REQUEST_METHOD": "GET"}, lambda *args: None)
     samplez.set(config, "outside", 1)
     assert engine.pending == 2
