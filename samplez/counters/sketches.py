@@ -17,8 +17,6 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from datasketches import hll_sketch, hll_union, tgt_hll_type
-
 from ..keys import FORMAT_VERSION
 from ..metric import Context, Event, Outcome, Plan, check_bit, check_item
 from ..store.base import Op, add, cas, get, gets
@@ -67,6 +65,15 @@ def _settle_merges(pending: list[list[Event]], results: list[Any], outcome: Outc
             outcome.failed += len(batch)
 
 
+def _datasketches() -> Any:
+    """The DataSketches module, imported at the first HyperLogLog operation:
+    it loads numpy (~50 ms, and a BLAS thread pool per process), which an
+    app without a HyperLogLog counter never needs."""
+    import datasketches
+
+    return datasketches
+
+
 def _hll_item(item: str | int) -> str | int:
     """DataSketches hashes ints as 64-bit; a bigger one goes in as text."""
     if isinstance(item, int) and not -(2**63) <= item < 2**63:
@@ -112,7 +119,7 @@ class HyperLogLogCounter(Stepped):
         if not isinstance(raw, bytes) or raw[:1] != _VERSION:
             return None
         try:
-            return hll_sketch.deserialize(raw[1:])
+            return _datasketches().hll_sketch.deserialize(raw[1:])
         except Exception:  # foreign bytes: DataSketches raises ValueError/RuntimeError
             return None
 
@@ -124,18 +131,20 @@ class HyperLogLogCounter(Stepped):
         stored = self._decode(raw)
         if stored is None:
             return local
-        union = hll_union(self.precision)
+        ds = _datasketches()
+        union = ds.hll_union(self.precision)
         union.update(stored)
         union.update(local)
-        merged = union.get_result(tgt_hll_type.HLL_4)
+        merged = union.get_result(ds.tgt_hll_type.HLL_4)
         return None if merged.get_estimate() == stored.get_estimate() else merged
 
     def apply(self, events: Sequence[Event], ctx: Context) -> Plan:
         admission = yield from self.admit(events, ctx)
         outcome = Outcome()
         groups = []
+        ds = _datasketches()
         for (key, index), batch in self._group(events, admission.stored, outcome).items():
-            sketch = hll_sketch(self.precision, tgt_hll_type.HLL_4)
+            sketch = ds.hll_sketch(self.precision, ds.tgt_hll_type.HLL_4)
             for event in batch:
                 sketch.update(_hll_item(event[2]))
             groups.append((self.count_key(ctx, key, index), sketch, batch))
