@@ -44,6 +44,22 @@ def test_a_request_that_raises_still_contributes(samplez_on, config):
     assert samplez.get(config).count("/boom") == 1
 
 
+def test_a_middleware_inside_another_gives_the_thread_back_to_the_outer_request(samplez_on, config):
+    inner = samplez.Middleware(make_app(config), dashboard_path=None)
+
+    def outer_app(environ, start_response):
+        samplez.set(config, "outer", 1)
+        body = inner(environ, start_response)  # its own request batch, folded as it returns
+        samplez.set(config, "outer", 2)  # back in the outer request: replaces 1
+        return body
+
+    webtest.TestApp(samplez.Middleware(outer_app)).get("/inner")
+    assert batch.request_var.get() is None
+    result = samplez.get(config)
+    assert [v for _, v in result.samples("outer")] == [2.0]
+    assert [v for _, v in result.samples("/inner")] == [20.0]
+
+
 def test_background_mode_does_no_store_work_on_the_request_path(memcached, config):
     # A flush interval far in the future: nothing may reach memcached
     # until the test flushes.
