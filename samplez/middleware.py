@@ -64,10 +64,10 @@ class _Flushing(_Closing):
 
 class Middleware:
     """WSGI middleware: each request gets its own batch of ``samplez.set``
-    calls, joined to the process batch when the response is closed (also
-    when the app raised) and applied by a background flusher thread every
-    ``flush_interval`` seconds, so no memcache round trip happens on the
-    request path.
+    calls, joined to the process batch when the response is closed (at once
+    for a list body, or when the app raised) and applied by a background
+    flusher thread every ``flush_interval`` seconds, so no memcache round
+    trip happens on the request path.
 
     :param app: the WSGI application to wrap.
     :param store: a :class:`~samplez.MemcacheStore` or
