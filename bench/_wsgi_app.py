@@ -23,7 +23,8 @@ no ``set``),
 instead of applying them).
 
 ``BENCH_APP=flask`` serves the same page from a Flask view instead of a
-raw WSGI function (the stack samplez's users run). ``SAMPLEZ_MEMCACHE``
+raw WSGI function (the stack samplez's users run); ``BENCH_APP=page``
+serves a Flask view that renders a 50-row listing from a Jinja2 template. ``SAMPLEZ_MEMCACHE``
 names the memcached to use.
 """
 
@@ -58,18 +59,31 @@ def sampling(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [BODY]
 
 
-def flask_app(sample: bool) -> Any:
-    from flask import Flask, request
+#: The ``page`` app's view: a listing of 50 rows from a Jinja2 template.
+PAGE = """<!doctype html><title>Item {{ item }}</title>
+<h1>Item {{ item }}</h1>
+<table>{% for row in rows %}
+<tr><td>{{ row.name }}</td><td>{{ "%.2f"|format(row.price) }}</td></tr>{% endfor %}
+</table>"""
+ROWS = [{"name": f"product <{i}>", "price": i * 1.25} for i in range(50)]
+
+
+def flask_app(sample: bool, page: bool = False) -> Any:
+    from flask import Flask, render_template, request
+    from jinja2 import DictLoader
 
     site = Flask("bench")
+    site.jinja_loader = DictLoader({"item.html": PAGE})  # type: ignore[assignment]
 
     @site.route("/item/<int:item>")
-    def item(item: int) -> tuple[bytes, int, dict[str, str]]:
+    def item(item: int) -> Any:
         if sample:
             path = request.path  # read once, as a view keying two configs by it would
             samplez.set(LATENCY, path, 1.5)
             samplez.set(POPULAR, path)
             samplez.set(STATUS, "200")
+        if page:
+            return render_template("item.html", item=item, rows=ROWS)
         return BODY, 200, {"Content-Type": "text/plain"}
 
     return site
@@ -107,8 +121,8 @@ elif MODE == "burn_close":
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         return _BurnOnClose(bare(environ, start_response))
 
-elif os.environ.get("BENCH_APP") == "flask":
-    site = flask_app(sample=MODE != "bare")
+elif os.environ.get("BENCH_APP") in ("flask", "page"):
+    site = flask_app(sample=MODE != "bare", page=os.environ["BENCH_APP"] == "page")
     if MODE != "bare":
         store = samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"])
         site.wsgi_app = samplez.Middleware(  # type: ignore[method-assign]

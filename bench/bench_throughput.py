@@ -3,11 +3,13 @@ serving a tiny app bare, wrapped by samplez (3 ``set`` calls per request,
 MemcacheStore on a memcached started here, background flusher), and
 wrapped with the original design's synchronous per-request flush.
 
-    .venv/bin/python bench/bench_throughput.py [--rounds 9] [--seconds 3] [--app wsgi|flask|both]
+    .venv/bin/python bench/bench_throughput.py [--rounds 9] [--seconds 3] [--app wsgi|flask|page|both]
 
 The tiny app is a raw WSGI function (the harshest case: ~110 µs of server
 CPU per request, so every µs of samplez shows) and, by default also, the
-same page as a Flask view (``throughput_flask.json``).
+same page as a Flask view (``throughput_flask.json``). ``--app page`` is a
+Flask view rendering a 50-row listing from a Jinja2 template, a page more
+like the ones samplez's users serve (``throughput_page.json``).
 
 The three servers run side by side and wrk visits them in turn, round after
 round, so drifts of the shared machine hit every mode alike; figures are
@@ -163,7 +165,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--app", choices=("wsgi", "flask", "both"), default="both")
+    parser.add_argument("--app", choices=("wsgi", "flask", "page", "both"), default="both")
     parser.add_argument("--chart-only", action="store_true", help="redraw throughput.png from throughput.json")
     args = parser.parse_args()
     if args.chart_only:
