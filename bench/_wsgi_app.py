@@ -24,8 +24,8 @@ instead of applying them).
 
 ``BENCH_APP=flask`` serves the same page from a Flask view instead of a
 raw WSGI function (the stack samplez's users run); ``BENCH_APP=page``
-serves a Flask view that renders a 50-row listing from a Jinja2 template. ``SAMPLEZ_MEMCACHE``
-names the memcached to use.
+serves a Flask view that renders a 50-row listing from a Jinja2 template.
+``SAMPLEZ_MEMCACHE`` names the memcached to use.
 """
 
 from __future__ import annotations
