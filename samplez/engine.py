@@ -1,12 +1,15 @@
 """The process-wide state of samplez: the store, the pending batch and the
 background flusher.
 
-Concurrency: request threads only append to ``_pending`` under ``_lock``
-(held for a list operation, never across I/O). The flusher thread swaps the
-list out under the same lock and does all network I/O outside it, one flush
-at a time under ``_flush_lock``. After ``fork()`` the child starts with an
-empty batch, fresh locks, no flusher and no sockets: the parent still owns
-and flushes what was pending, so nothing is lost or applied twice.
+Concurrency: request threads append to ``_pending``, a deque, without a
+lock: one ``append``/``extend`` is atomic under the GIL, and the deque is
+never replaced while threads run, so no append can land in a batch already
+taken. Whatever removes events (the flusher taking the batch, trimming to
+``max_pending``, ``clear``) does so from the left under ``_lock``, so drops
+are counted exactly. Network I/O happens outside it, one flush at a time
+under ``_flush_lock``. After ``fork()`` the child starts with an empty batch,
+fresh locks, no flusher and no sockets: the parent still owns and flushes
+what was pending, so nothing is lost or applied twice.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Callable
 
 from . import flush as _flush
@@ -128,19 +132,23 @@ class Engine:
 
     # -- the request side: in-memory appends only -----------------------------
 
+    # The request side takes no lock: in a worker, where the request path's
+    # code is cold, a lock's acquire (which parses its arguments and reads
+    # a clock) touched more interpreter code than the rest of the fold.
+
     def add(self, event: Event) -> None:
-        with self._lock:
-            self._pending.append(event)
-            if len(self._pending) > self.max_pending:
-                self._trim()
+        pending = self._pending
+        pending.append(event)
+        if len(pending) > self.max_pending:
+            self._trim()
         if self._thread is None and self.flush_mode == "background":
             self._start()
 
     def extend(self, events: list[Event]) -> None:
-        with self._lock:
-            self._pending.extend(events)
-            if len(self._pending) > self.max_pending:
-                self._trim()
+        pending = self._pending
+        pending.extend(events)
+        if len(pending) > self.max_pending:
+            self._trim()
         if self._thread is None and self.flush_mode == "background":
             self._start()
 
@@ -148,8 +156,7 @@ class Engine:
         """Discard every pending event without applying it; return how many
         there were (none is counted as dropped)."""
         with self._lock:
-            count = len(self._pending)
-            self._pending.clear()
+            count = len(self._take())
             self._dropped = 0
         return count
 
@@ -159,11 +166,20 @@ class Engine:
             self._dropped += count
 
     def _trim(self) -> None:
-        excess = len(self._pending) - self.max_pending
-        popleft = self._pending.popleft
-        for _ in range(excess):
-            popleft()
-        self._dropped += excess
+        """Drop the oldest events past ``max_pending`` and count them."""
+        with self._lock:
+            excess = len(self._pending) - self.max_pending
+            if excess > 0:
+                self._dropped += len(self._take(excess))
+
+    def _take(self, count: int | None = None) -> list[Event]:
+        """Remove the ``count`` oldest events (default: all there are now);
+        call with ``_lock`` held. Appends made meanwhile stay for later."""
+        pending = self._pending
+        if count is None:
+            count = len(pending)
+        # popleft until count, looped in C: islice over iter(callable, sentinel).
+        return list(islice(iter(pending.popleft, None), count))
 
     @property
     def pending(self) -> int:
@@ -196,7 +212,7 @@ class Engine:
         """Apply every pending event now; return what this flush did."""
         with self._flush_lock:
             with self._lock:
-                events, self._pending = self._pending, deque()
+                events = self._take()
                 dropped, self._dropped = self._dropped, 0
             totals = _flush.FlushTotals()
             if events:
@@ -209,8 +225,8 @@ class Engine:
             if totals.retry:
                 with self._lock:
                     self._pending.extendleft(reversed(totals.retry))
-                    if len(self._pending) > self.max_pending:
-                        self._trim()
+                if len(self._pending) > self.max_pending:
+                    self._trim()
             summary = FlushSummary(
                 applied=totals.applied,
                 dropped=dropped + totals.failed,

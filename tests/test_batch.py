@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import gc
 import math
+import sys
 import threading
 from decimal import Decimal
 
@@ -122,6 +123,48 @@ def test_the_pending_batch_is_bounded_and_drops_the_oldest(samplez_on, config):
     assert (summary.applied, summary.dropped) == (100, 150)
     assert min(v for _, v in samplez.get(config).samples("k")) == 150
     assert samplez.flush().dropped == 0
+
+
+def test_appends_racing_flushes_and_trims_lose_and_double_nothing(samplez_on, config):
+    # Request threads append without a lock; flushes and trims take events
+    # from the left under one. Every event set is applied or counted as
+    # dropped, exactly once, however the threads interleave.
+    samplez.configure(max_pending=500)
+    threads, sets_each = 6, 3_000
+    done = threading.Event()
+    totals = {"applied": 0, "dropped": 0}
+
+    def add() -> None:
+        for i in range(sets_each):
+            token = batch.begin()
+            samplez.set(config, f"k{i % 7}", i)
+            batch.end(token)
+
+    def flush() -> None:
+        while not done.is_set():
+            summary = samplez.flush()
+            totals["applied"] += summary.applied
+            totals["dropped"] += summary.dropped
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the GIL allows
+    try:
+        flusher = threading.Thread(target=flush)
+        flusher.start()
+        adders = [threading.Thread(target=add) for _ in range(threads)]
+        for thread in adders:
+            thread.start()
+        for thread in adders:
+            thread.join()
+        done.set()
+        flusher.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert engine.pending <= 500
+    last = samplez.flush()
+    applied, dropped = totals["applied"] + last.applied, totals["dropped"] + last.dropped
+    assert applied + dropped == threads * sets_each
+    assert samplez.get(config).total_events == applied
 
 
 def test_configure_rejects_bad_settings():
