@@ -114,7 +114,8 @@ class Middleware:
         prefix = self.dashboard_path
         if prefix is not None:
             path = environ.get("PATH_INFO", "")
-            if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+            # ``in`` first: str.startswith parses its arguments on every call.
+            if prefix in path and path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
                 return self._serve_dashboard(environ, start_response, path[len(prefix) :])
         request_batch: dict[Any, Any] = {}
         context = None
