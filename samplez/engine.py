@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from itertools import islice
+from itertools import repeat, starmap
 from typing import Any, Callable
 
 from . import flush as _flush
@@ -178,8 +178,9 @@ class Engine:
         pending = self._pending
         if count is None:
             count = len(pending)
-        # popleft until count, looped in C: islice over iter(callable, sentinel).
-        return list(islice(iter(pending.popleft, None), count))
+        # count calls of popleft, looped in C (iter(popleft, sentinel) would
+        # also compare every event with the sentinel).
+        return list(starmap(pending.popleft, repeat((), count)))
 
     @property
     def pending(self) -> int:
