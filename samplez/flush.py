@@ -8,7 +8,7 @@ import logging
 from typing import Any, Sequence
 
 from .metric import MAX_ROUNDS, Context, Event, Outcome, Plan, metric_at
-from .store.base import Op, is_failure
+from .store.base import Op, count_failures
 
 __all__ = ["FlushTotals", "run"]
 
@@ -63,7 +63,7 @@ def run(events: Sequence[Event], ctx: Context) -> FlushTotals:
         results: list[Any]
         results, trips = ctx.store.execute(ops)
         totals.round_trips += trips
-        totals.errors += sum(1 for r in results if is_failure(r))
+        totals.errors += count_failures(results)
         still: list[tuple[Plan, list[Op], int]] = []
         offset = 0
         for plan, plan_ops, size in live:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from .keys import MAX_COUNT, count_of, decode_sample, encode_sample
 from .metric import Context, Event, Outcome, Plan
 from .result import SampleResult
-from .store.base import REFUSED, add, get, incr, is_failure, set_
+from .store.base import REFUSED, add, count_failures, get, incr, is_failure, set_
 
 if TYPE_CHECKING:
     from .config import Config
@@ -116,14 +116,15 @@ def apply(config: Config, events: Sequence[Event], ctx: Context) -> Plan:
             continue
         slots = choose_slots(total - len(batch), len(batch), samples, rand)
         outcome.applied += len(batch)
+        slot_prefix = space.key(name, index, "")  # a slot's key is this plus its number
         for slot, position in slots.items():
             _, key, value, when = batch[position]
             stored = normalized.get(key)
             if stored is None:
                 stored = normalized[key] = config.normalize_key(key)
-            writes.append(set_(space.key(name, index, slot), encode_sample(stored, when, float(value)), ttl))
+            writes.append(set_(slot_prefix + str(slot), encode_sample(stored, when, float(value)), ttl))
     results = yield writes
-    lost = sum(1 for result in results if is_failure(result))
+    lost = count_failures(results)
     outcome.applied -= lost
     outcome.failed += lost
     return outcome

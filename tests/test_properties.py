@@ -11,11 +11,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import samplez
 from samplez.engine import engine
+from samplez.store import base as ops
 from tests.conftest import Clock, unique_name
 
 SETTINGS = settings(
@@ -237,3 +238,20 @@ def test_counters_match_a_reference_model(build, check, steps, values_mod):
     samplez.flush()
     model.flush()
     check(counter, model, clock())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(min_codepoint=0x1F, max_codepoint=0x80), max_size=260), max_size=5))
+@example(["k" * 250, "k" * 251])
+@example(["k" * 250, ""])
+@example(["k" * 250])
+def test_a_flush_checks_its_keys_at_once_as_the_key_by_key_check_would(keys):
+    # all_keys_valid checks every key of a flush in one pass; a malformed key
+    # must still be found, as valid_key finds it.
+    assert ops.all_keys_valid(keys) == all(ops.valid_key(key) is not None for key in keys)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from([True, False, None, b"x", 3, ops.REFUSED, ops.UNREACHABLE])))
+def test_failures_are_counted_as_is_failure_counts_them(results):
+    assert ops.count_failures(results) == sum(1 for result in results if ops.is_failure(result))

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import abc
 import re
-from typing import Any, NamedTuple, Sequence
+from itertools import repeat
+from typing import Any, Iterable, NamedTuple, Sequence
 
 __all__ = [
     "MAX_KEY_LENGTH",
@@ -41,9 +42,11 @@ __all__ = [
     "get",
     "gets",
     "incr",
+    "count_failures",
     "is_failure",
     "set_",
     "touch",
+    "all_keys_valid",
     "valid_key",
 ]
 
@@ -56,6 +59,22 @@ RELATIVE_TTL_LIMIT = 30 * 24 * 3600
 #: Whether a str is one memcache key: printable ASCII without spaces, 1 to
 #: 250 characters (a space or a newline would be read as more protocol).
 valid_key = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}").fullmatch
+
+
+#: The bytes a key may hold (what ``valid_key`` accepts).
+_KEY_BYTES = bytes(range(0x21, 0x7F))
+
+
+def all_keys_valid(keys: Sequence[str]) -> bool:
+    """Whether ``valid_key`` accepts every key, checked for a whole flush at
+    once in C (the regex, key by key, cost ~600 instructions per op)."""
+    if not keys:
+        return True
+    text = "".join(keys)
+    if not text.isascii() or text.encode("ascii").translate(None, _KEY_BYTES):
+        return False
+    lengths = list(map(len, keys))
+    return min(lengths) >= 1 and max(lengths) <= MAX_KEY_LENGTH
 
 
 class Failure:
@@ -81,6 +100,11 @@ def is_failure(result: Any) -> bool:
     return isinstance(result, Failure)
 
 
+def count_failures(results: Iterable[Any]) -> int:
+    """How many of ``results`` are failures, counted in C."""
+    return sum(map(isinstance, results, repeat(Failure)))
+
+
 class Op(NamedTuple):
     """One memcache operation; build them with the helpers below."""
 
@@ -92,36 +116,41 @@ class Op(NamedTuple):
     delta: int = 0
 
 
+# The helpers build an Op with tuple.__new__, in C: Op(...) would run the
+# named tuple's __new__, a Python function, for every op of a flush.
+_new = tuple.__new__
+
+
 def get(key: str) -> Op:
-    return Op("get", key)
+    return _new(Op, ("get", key, b"", 0, 0, 0))
 
 
 def gets(key: str) -> Op:
-    return Op("gets", key)
+    return _new(Op, ("gets", key, b"", 0, 0, 0))
 
 
 def add(key: str, value: bytes, ttl: int) -> Op:
-    return Op("add", key, value, ttl)
+    return _new(Op, ("add", key, value, ttl, 0, 0))
 
 
 def set_(key: str, value: bytes, ttl: int) -> Op:
-    return Op("set", key, value, ttl)
+    return _new(Op, ("set", key, value, ttl, 0, 0))
 
 
 def cas(key: str, value: bytes, token: int, ttl: int) -> Op:
-    return Op("cas", key, value, ttl, token)
+    return _new(Op, ("cas", key, value, ttl, token, 0))
 
 
 def incr(key: str, delta: int) -> Op:
-    return Op("incr", key, delta=delta)
+    return _new(Op, ("incr", key, b"", 0, 0, delta))
 
 
 def touch(key: str, ttl: int) -> Op:
-    return Op("touch", key, ttl=ttl)
+    return _new(Op, ("touch", key, b"", ttl, 0, 0))
 
 
 def delete(key: str) -> Op:
-    return Op("delete", key)
+    return _new(Op, ("delete", key, b"", 0, 0, 0))
 
 
 class Store(abc.ABC):

@@ -6,12 +6,13 @@ import logging
 import os
 import threading
 import time
+from operator import itemgetter
 from typing import Any, Iterable, Sequence
 
 from pymemcache.client.rendezvous import RendezvousHash
 
 from ..errors import ConfigError, StoreError
-from .base import REFUSED, UNREACHABLE, Op, Store, valid_key
+from .base import REFUSED, UNREACHABLE, Op, Store, all_keys_valid, valid_key
 from .wire import Connection, StaleConnection
 
 __all__ = ["MemcacheStore"]
@@ -33,6 +34,9 @@ def _parse_server(server: str) -> tuple[str, int]:
 
 def _seconds(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_key_of = itemgetter(1)  # an Op's key, read in C
 
 
 class _Node:
@@ -167,7 +171,8 @@ class MemcacheStore(Store):
     def execute(self, ops: Sequence[Op]) -> tuple[list[Any], int]:
         if not ops:
             return [], 0
-        bad = [i for i, op in enumerate(ops) if valid_key(op.key) is None]
+        keys = list(map(_key_of, ops))
+        bad = [] if all_keys_valid(keys) else [i for i, key in enumerate(keys) if valid_key(key) is None]
         if bad:
             # A key with a space or a newline would be read by memcached as
             # more protocol: refuse it here instead of sending it.
@@ -197,11 +202,14 @@ class MemcacheStore(Store):
             if node is None or node.dead_until > now:
                 continue
             trips += 1
+            whole = len(indices) == len(ops)  # one server (or one asked): no regrouping
             try:
-                answers = node.execute([ops[i] for i in indices])
+                answers = node.execute(ops if whole else [ops[i] for i in indices])
             except StoreError as exc:
                 self._mark_dead(node, exc)
                 continue
+            if whole:
+                return answers, trips
             for i, answer in zip(indices, answers):
                 results[i] = answer
         return results, trips

@@ -20,6 +20,8 @@ __all__ = ["Connection", "StaleConnection"]
 
 _GET_CHUNK = 100
 _STORE_REPLIES = {b"STORED": True, b"NOT_STORED": False, b"EXISTS": False, b"NOT_FOUND": False}
+_STORES = frozenset(("add", "set", "cas"))
+_GETS = frozenset(("get", "gets"))
 
 
 class StaleConnection(StoreError):
@@ -96,6 +98,15 @@ class Connection:
                 return line
             self._fill()
 
+    def _lines(self, count: int) -> list[bytes]:
+        """The next ``count`` lines, split in C rather than found one by one."""
+        while True:
+            lines = self._buf[self._pos :].split(b"\r\n", count)
+            if len(lines) > count:
+                self._buf, self._pos = lines.pop(), 0
+                return lines
+            self._fill()
+
     def _data(self, size: int) -> bytes:
         while len(self._buf) - self._pos < size + 2:
             self._fill()
@@ -115,11 +126,12 @@ class Connection:
             token = int(parts[4]) if len(parts) > 4 else 0
             found[parts[1]] = (self._data(int(parts[3])), token)
 
-    def _read_answers(self, ops: Sequence[Op], plan: list[tuple[int, int]]) -> list[Any]:
+    def _read_answers(self, ops: Sequence[Op], plan: list[tuple[int, int, str]]) -> list[Any]:
         results: list[Any] = [None] * len(ops)
-        for start, stop in plan:
-            cmd = ops[start].cmd
-            if cmd in ("get", "gets"):
+        step, steps = 0, len(plan)
+        while step < steps:
+            start, stop, cmd = plan[step]
+            if cmd in _GETS:
                 found: dict[bytes, tuple[bytes, int]] = {}
                 for _ in range(0, stop - start, _GET_CHUNK):
                     found.update(self._read_values())
@@ -129,17 +141,29 @@ class Connection:
                         results[i] = None
                     else:
                         results[i] = hit[0] if cmd == "get" else hit
+                step += 1
                 continue
-            line = self._line()
-            if cmd == "incr":
-                results[start] = None if line == b"NOT_FOUND" else _number_or_refused(line)
-            elif cmd in ("add", "set", "cas"):
-                results[start] = _STORE_REPLIES.get(line, REFUSED)
-            elif cmd == "touch":
-                results[start] = True if line == b"TOUCHED" else (False if line == b"NOT_FOUND" else REFUSED)
-            else:
-                results[start] = True if line == b"DELETED" else (False if line == b"NOT_FOUND" else REFUSED)
+            # A run of commands answered by one line each (a flush's slot
+            # writes): read all their lines at once.
+            run = step + 1
+            while run < steps and plan[run][2] not in _GETS:
+                run += 1
+            for (start, _, cmd), line in zip(plan[step:run], self._lines(run - step)):
+                if cmd in _STORES:
+                    results[start] = _STORE_REPLIES.get(line, REFUSED)
+                else:
+                    results[start] = _one_line_answer(cmd, line)
+            step = run
         return results
+
+
+def _one_line_answer(cmd: str, line: bytes) -> Any:
+    """The answer to a command other than a store or a get."""
+    if cmd == "incr":
+        return None if line == b"NOT_FOUND" else _number_or_refused(line)
+    if cmd == "touch":
+        return True if line == b"TOUCHED" else (False if line == b"NOT_FOUND" else REFUSED)
+    return True if line == b"DELETED" else (False if line == b"NOT_FOUND" else REFUSED)
 
 
 def _number_or_refused(line: bytes) -> Any:
@@ -156,36 +180,38 @@ def _exptime(ttl: int) -> int:
     return min(int(time.time()) + ttl, MAX_EXPTIME) if ttl > RELATIVE_TTL_LIMIT else ttl
 
 
-def _encode(ops: Sequence[Op]) -> tuple[bytes, list[tuple[int, int]]]:
-    """The bytes to send and, per command written, the span of ops it answers."""
+def _encode(ops: Sequence[Op]) -> tuple[bytes, list[tuple[int, int, str]]]:
+    """The bytes to send and, per command written, the span of ops it
+    answers and its name."""
     out: list[bytes] = []
-    plan: list[tuple[int, int]] = []
+    plan: list[tuple[int, int, str]] = []
     i, n = 0, len(ops)
     while i < n:
-        op = ops[i]
-        cmd = op.cmd
-        if cmd in ("get", "gets"):
+        cmd, key, value, ttl, token, delta = ops[i]  # unpacked: an Op's fields are slow to read one by one
+        if cmd in _GETS:
             j = i
-            while j < n and ops[j].cmd == cmd:
+            while j < n and ops[j][0] == cmd:
                 j += 1
             for chunk in range(i, j, _GET_CHUNK):
                 keys = " ".join(o.key for o in ops[chunk : min(j, chunk + _GET_CHUNK)])
                 out.append(f"{cmd} {keys}\r\n".encode())
-            plan.append((i, j))
+            plan.append((i, j, cmd))
             i = j
             continue
-        if cmd in ("add", "set"):
-            out.append(f"{cmd} {op.key} 0 {_exptime(op.ttl)} {len(op.value)}\r\n".encode() + op.value + b"\r\n")
+        if ttl > RELATIVE_TTL_LIMIT:
+            ttl = _exptime(ttl)
+        if cmd == "set" or cmd == "add":
+            out.append(f"{cmd} {key} 0 {ttl} {len(value)}\r\n".encode() + value + b"\r\n")
         elif cmd == "cas":
-            out.append(f"cas {op.key} 0 {_exptime(op.ttl)} {len(op.value)} {op.cas}\r\n".encode() + op.value + b"\r\n")
+            out.append(f"cas {key} 0 {ttl} {len(value)} {token}\r\n".encode() + value + b"\r\n")
         elif cmd == "incr":
-            out.append(f"incr {op.key} {op.delta}\r\n".encode())
+            out.append(f"incr {key} {delta}\r\n".encode())
         elif cmd == "touch":
-            out.append(f"touch {op.key} {_exptime(op.ttl)}\r\n".encode())
+            out.append(f"touch {key} {ttl}\r\n".encode())
         elif cmd == "delete":
-            out.append(f"delete {op.key}\r\n".encode())
+            out.append(f"delete {key}\r\n".encode())
         else:
             raise ValueError(f"unknown store command {cmd!r}")
-        plan.append((i, i + 1))
+        plan.append((i, i + 1, cmd))
         i += 1
     return b"".join(out), plan
