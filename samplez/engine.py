@@ -166,21 +166,23 @@ class Engine:
             self._dropped += count
 
     def _trim(self) -> None:
-        """Drop the oldest events past ``max_pending`` and count them."""
+        """Drop the oldest events past ``max_pending`` and count them (a
+        few per request while a dead store keeps the batch full)."""
         with self._lock:
             excess = len(self._pending) - self.max_pending
             if excess > 0:
-                self._dropped += len(self._take(excess))
+                popleft = self._pending.popleft
+                for _ in range(excess):
+                    popleft()
+                self._dropped += excess
 
-    def _take(self, count: int | None = None) -> list[Event]:
-        """Remove the ``count`` oldest events (default: all there are now);
-        call with ``_lock`` held. Appends made meanwhile stay for later."""
+    def _take(self) -> list[Event]:
+        """Remove every event pending now, oldest first; call with ``_lock``
+        held. Appends made meanwhile stay for the next flush."""
         pending = self._pending
-        if count is None:
-            count = len(pending)
-        # count calls of popleft, looped in C (iter(popleft, sentinel) would
-        # also compare every event with the sentinel).
-        return list(starmap(pending.popleft, repeat((), count)))
+        # len(pending) calls of popleft, looped in C (iter(popleft, sentinel)
+        # would also compare every event with the sentinel).
+        return list(starmap(pending.popleft, repeat((), len(pending))))
 
     @property
     def pending(self) -> int:
