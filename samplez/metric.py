@@ -51,7 +51,8 @@ _sections: weakref.WeakValueDictionary[int, Section] = weakref.WeakValueDictiona
 #: collector untracks such a tuple at its first collection, where one holding
 #: the metric would be promoted to the oldest generation and, at 10,000s of
 #: events per flush, set off full collections of the heap in every busy
-#: worker (README, "Benchmarks"). It only grows: a weakref per metric made.
+#: worker (docs/PERFORMANCE.md, "The garbage collector"). It only grows: a
+#: weakref per metric made.
 _slots: list[weakref.ref[Metric]] = []
 _registering = threading.Lock()
 
