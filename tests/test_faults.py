@@ -545,3 +545,66 @@ def test_a_clock_that_fails_later_costs_samples_not_requests(samplez_on, clock, 
     assert engine.health["dropped"] == dropped + 1
     assert "clock failed" in caplog.text
     assert samplez.get(config).keys() == ["/fine"]
+
+
+# -- answers that arrive a few bytes at a time ----------------------------------
+
+
+class DribblingProxy:
+    """Forwards to a memcached, handing its answers back 7 bytes at a time
+    (TCP_NODELAY, a pause between pieces), so every reply line the client
+    reads is split across many receives."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._pipe, args=(client, upstream, 65536, 0.0), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, 7, 0.0002), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket, piece: int, pause: float) -> None:
+        try:
+            while data := source.recv(65536):
+                for start in range(0, len(data), piece):
+                    sink.sendall(data[start : start + piece])
+                    if pause:
+                        time.sleep(pause)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_answers_split_across_many_receives_are_read_whole(memcached):
+    proxy = DribblingProxy(int(memcached.address.rsplit(":", 1)[1]))
+    try:
+        store = samplez.MemcacheStore(f"127.0.0.1:{proxy.port}", timeout=10)
+        batch = [ops.set_(f"drip:{i}", f"v{i}".encode(), 60) for i in range(300)]
+        batch += [ops.add("drip:0", b"x", 60), ops.add("drip:n", b"0", 60), ops.incr("drip:n", 5)]
+        batch += [ops.get(f"drip:{i}") for i in range(0, 300, 7)] + [ops.touch("drip:1", 60), ops.delete("drip:2")]
+        results, trips = store.execute(batch)
+        assert trips == 1
+        assert results[:300] == [True] * 300
+        assert results[300:303] == [False, True, 5]
+        assert results[303:-2] == [f"v{i}".encode() for i in range(0, 300, 7)]
+        assert results[-2:] == [True, True]
+    finally:
+        proxy.close()
