@@ -27,6 +27,7 @@ from samplez.engine import engine
 from samplez.keys import FORMAT_VERSION, encode_sample
 from samplez.store import base as ops
 from tests.conftest import Clock, MemcachedProcess, unique_name
+from tests.proxy import Proxy
 
 DEADLINE = 10.0  # seconds: a bound for polling, never a measured figure
 LOOPBACK = {"REMOTE_ADDR": "127.0.0.1"}  # the dashboard answers loopback clients
@@ -550,51 +551,10 @@ def test_a_clock_that_fails_later_costs_samples_not_requests(samplez_on, clock, 
 # -- answers that arrive a few bytes at a time ----------------------------------
 
 
-class DribblingProxy:
-    """Forwards to a memcached, handing its answers back 7 bytes at a time
-    (TCP_NODELAY, a pause between pieces), so every reply line the client
-    reads is split across many receives."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            threading.Thread(target=self._pipe, args=(client, upstream, 65536, 0.0), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, 7, 0.0002), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket, piece: int, pause: float) -> None:
-        try:
-            while data := source.recv(65536):
-                for start in range(0, len(data), piece):
-                    sink.sendall(data[start : start + piece])
-                    if pause:
-                        time.sleep(pause)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 def test_answers_split_across_many_receives_are_read_whole(memcached):
-    proxy = DribblingProxy(int(memcached.address.rsplit(":", 1)[1]))
+    # memcached's answers come back 7 bytes at a time: every reply line the
+    # client reads is split across many receives.
+    proxy = Proxy(memcached.port, answer_piece=7, answer_pause=0.0002)
     try:
         store = samplez.MemcacheStore(f"127.0.0.1:{proxy.port}", timeout=10)
         batch = [ops.set_(f"drip:{i}", f"v{i}".encode(), 60) for i in range(300)]

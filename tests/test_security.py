@@ -1,4 +1,4 @@
-"""No user text reaches the memcache wire as a key: a logging TCP proxy in
+"""No user text reaches the memcache wire as a key: a TCP proxy in
 front of a real memcached records every byte samplez sends, and the test
 parses that stream as the memcached text protocol."""
 
@@ -9,7 +9,6 @@ import json
 import re
 import socket
 import sys
-import threading
 import uuid
 from typing import Any, Iterator
 from urllib.parse import quote
@@ -20,6 +19,7 @@ import webtest
 import samplez
 from samplez.store import base as ops
 from tests.conftest import MemcachedProcess, unique_name
+from tests.proxy import Proxy
 
 HOSTILE_KEYS = [
     "a b",
@@ -39,61 +39,9 @@ KEY_RE = re.compile(rb"samplez:[A-Za-z0-9_.\-]+(:[A-Za-z0-9_.\-]+)*")
 COMMANDS = {b"get", b"gets", b"set", b"add", b"cas", b"incr", b"decr", b"touch", b"delete"}
 
 
-class LoggingProxy:
-    """Forwards loopback TCP to ``upstream`` and records what clients send."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.sent = bytearray()
-        self._lock = threading.Lock()
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.port = self.listener.getsockname()[1]
-        self._socks: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            self._socks += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, record: bool) -> None:
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                if record:
-                    with self._lock:
-                        self.sent += data
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            try:
-                sink.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        for sock in (self.listener, *self._socks):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
-
-
 @pytest.fixture
-def proxy(memcached: MemcachedProcess) -> Iterator[LoggingProxy]:
-    proxy = LoggingProxy(memcached.port)
+def proxy(memcached: MemcachedProcess) -> Iterator[Proxy]:
+    proxy = Proxy(memcached.port)
     yield proxy
     proxy.close()
 
