@@ -175,9 +175,10 @@ def _number_or_refused(line: bytes) -> Any:
 MAX_EXPTIME = 2**31 - 1
 
 
-def _exptime(ttl: int) -> int:
-    """memcached reads an expiry over 30 days as a UNIX time: send one."""
-    return min(int(time.time()) + ttl, MAX_EXPTIME) if ttl > RELATIVE_TTL_LIMIT else ttl
+def _absolute_expiry(ttl: int) -> int:
+    """The UNIX time ``ttl`` seconds from now, for a TTL over 30 days, which
+    memcached would read as a UNIX time."""
+    return min(int(time.time()) + ttl, MAX_EXPTIME)
 
 
 def _encode(ops: Sequence[Op]) -> tuple[bytes, list[tuple[int, int, str]]]:
@@ -199,7 +200,7 @@ def _encode(ops: Sequence[Op]) -> tuple[bytes, list[tuple[int, int, str]]]:
             i = j
             continue
         if ttl > RELATIVE_TTL_LIMIT:
-            ttl = _exptime(ttl)
+            ttl = _absolute_expiry(ttl)
         if cmd == "set" or cmd == "add":
             out.append(f"{cmd} {key} 0 {ttl} {len(value)}\r\n".encode() + value + b"\r\n")
         elif cmd == "cas":
