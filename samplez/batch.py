@@ -9,11 +9,16 @@ set, kept with probability ``rate`` by one coin flip per key shared by every
 config; counters, which count every ``set``, keep a list beside it. When the
 request ends, ``join`` turns it into events stamped with one time and
 ``finish`` hands them to the process batch.
+
+``set``, ``finish`` and the middleware's call have a twin in C
+(``_speedups.c``), which runs when it is built and hands back to the
+Python here every call off the usual path.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 from contextvars import ContextVar
 from typing import Any
@@ -21,7 +26,7 @@ from typing import Any
 from .engine import engine
 from .metric import Event, resolve_targets
 
-__all__ = ["begin", "end", "finish", "join", "request_var", "set"]
+__all__ = ["begin", "end", "finish", "join", "request_var", "set", "speedups"]
 
 log = logging.getLogger("samplez")
 #: The current request's batch; the middleware sets it around the app call.
@@ -164,3 +169,27 @@ def join(batch: dict[Any, Any], when: float) -> list[Event]:
         for (slot, key), value in side.every:
             append((slot, key, value, when))
     return events
+
+
+def _speedups() -> Any:
+    """The C request path (``_speedups.c``), or None: not built, or
+    ``SAMPLEZ_PURE=1`` in the environment."""
+    if os.environ.get("SAMPLEZ_PURE", "") not in ("", "0"):
+        return None
+    try:
+        from . import _speedups as module  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return module
+
+
+#: The C module that runs ``set``, ``finish`` and the middleware's call,
+#: or None when their Python twins here and in middleware.py run.
+speedups = _speedups()
+python_set = set
+python_finish = finish
+if speedups is not None:
+    # The C versions hand every call off their usual path to these twins.
+    speedups.setup(request_var, engine, python_set, python_finish, _SIDE)
+    set = speedups.set  # noqa: A001
+    finish = speedups.finish

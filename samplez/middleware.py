@@ -19,7 +19,7 @@ log = logging.getLogger("samplez")
 _END = object()  # what a finished body's next() returns instead of raising
 
 
-class _Closing:
+class _PythonClosing:
     """Wraps the app's response: the body is iterated, and closed, in the
     request's context (so ``samplez.set`` calls made as it streams land in
     the request's batch); on ``close()`` the batch joins the process batch."""
@@ -47,6 +47,11 @@ class _Closing:
             batch.finish(self._batch)
 
 
+#: ``_speedups.Closing`` when built: the same in C, with no Python frame
+#: for the wrapper's creation, its iteration or its close().
+_Closing: Any = _PythonClosing if batch.speedups is None else batch.speedups.Closing
+
+
 class _Flushing(_Closing):
     """``flush='request'``: the batch is applied once the response closes."""
 
@@ -62,7 +67,52 @@ class _Flushing(_Closing):
                 log.exception("samplez: flush after the response failed")
 
 
-class Middleware:
+class _PythonCall:
+    """The middleware's request path in Python: the twin of
+    ``_speedups.MiddlewareBase``, which runs instead when it is built."""
+
+    app: Callable[..., Iterable[bytes]]
+    dashboard_path: str | None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        prefix = self.dashboard_path
+        if prefix is not None:
+            path = environ.get("PATH_INFO", "")
+            # ``in`` first: str.startswith parses its arguments on every call.
+            if prefix in path and path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+                return self._serve_dashboard(  # type: ignore[attr-defined]
+                    environ, start_response, path[len(prefix) :]
+                )
+        request_batch: dict[Any, Any] = {}
+        context = None
+        token = request_var.set(request_batch)
+        try:
+            app_iter = self.app(environ, start_response)
+            if type(app_iter) is not list and type(app_iter) is not tuple or engine.flush_mode == "request":
+                # Handler code may still run as the body is produced and
+                # closed: that runs in a copy of this context, so its sets
+                # join this request's batch, which joins the process batch
+                # at close().
+                context = copy_context()
+        finally:
+            request_var.reset(token)  # the thread leaves the request here
+            if context is None and request_batch:
+                # Raised, or produced already with no close(): nothing of
+                # this request runs after this (bench/bench_stages.py).
+                batch.finish(request_batch)
+        if context is None:
+            return app_iter
+        if engine.flush_mode == "request":
+            return _Flushing(app_iter, request_batch, context)
+        return _Closing(app_iter, request_batch, context)
+
+
+if batch.speedups is not None:
+    batch.speedups.setup_middleware(_Flushing)
+_Call: Any = _PythonCall if batch.speedups is None else batch.speedups.MiddlewareBase
+
+
+class Middleware(_Call):
     """WSGI middleware: each request gets its own batch of ``samplez.set``
     calls, joined to the process batch when the response is closed (at once
     for a list body, or when the app raised) and applied by a background
@@ -109,36 +159,6 @@ class Middleware:
         self.auth = auth
         self.sections = sections
         self._dashboard: Callable[..., Iterable[bytes]] | None = None
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        prefix = self.dashboard_path
-        if prefix is not None:
-            path = environ.get("PATH_INFO", "")
-            # ``in`` first: str.startswith parses its arguments on every call.
-            if prefix in path and path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
-                return self._serve_dashboard(environ, start_response, path[len(prefix) :])
-        request_batch: dict[Any, Any] = {}
-        context = None
-        token = request_var.set(request_batch)
-        try:
-            app_iter = self.app(environ, start_response)
-            if type(app_iter) is not list and type(app_iter) is not tuple or engine.flush_mode == "request":
-                # Handler code may still run as the body is produced and
-                # closed: that runs in a copy of this context, so its sets
-                # join this request's batch, which joins the process batch
-                # at close().
-                context = copy_context()
-        finally:
-            request_var.reset(token)  # the thread leaves the request here
-            if context is None and request_batch:
-                # Raised, or produced already with no close(): nothing of
-                # this request runs after this (bench/bench_stages.py).
-                batch.finish(request_batch)
-        if context is None:
-            return app_iter
-        if engine.flush_mode == "request":
-            return _Flushing(app_iter, request_batch, context)
-        return _Closing(app_iter, request_batch, context)
 
     def _serve_dashboard(
         self, environ: dict[str, Any], start_response: Callable[..., Any], rest: str

@@ -1,0 +1,714 @@
+/* samplez._speedups: the request path in C.
+ *
+ * What a request runs of samplez, and nothing else: the middleware's
+ * call, the usual ``samplez.set`` (one config, a str key, a finite
+ * number, in a request) and the fold of a plain request batch into the
+ * process batch. Each does what its Python twin in batch.py and
+ * middleware.py does; anything off the usual path (a Section, a counter,
+ * a value to check, a clock that fails, the dashboard) is handed to that
+ * twin, so errors and rules are written once, in Python.
+ *
+ * Why: in a gunicorn worker the request path's Python code runs cold,
+ * and its bytecodes were most of what samplez cost a request
+ * (docs/PERFORMANCE.md, bench/bench_instructions.py). The module is
+ * optional: without a compiler, or with SAMPLEZ_PURE=1, the Python twins
+ * run, and the tests run both.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <math.h>
+
+/* Set once by setup(), from batch.py and middleware.py. */
+static PyObject *request_var;   /* the ContextVar holding the request batch */
+static PyObject *engine;        /* samplez.engine.engine */
+static PyObject *py_set;        /* batch.python_set: every call off the usual path */
+static PyObject *py_finish;     /* batch.python_finish: a batch with more than values */
+static PyObject *side_key;      /* batch._SIDE */
+static PyObject *flushing_type; /* middleware._Flushing */
+
+static PyObject *s_number_slot, *s_clock, *s_pending, *s_max_pending, *s_thread, *s_flush_mode;
+static PyObject *s_request, *s_background, *s_extend, *s_trim, *s_start, *s_path_info, *s_empty;
+static PyObject *s_serve_dashboard, *s_close, *one;
+
+#if PY_VERSION_HEX < 0x030A0000
+static inline PyObject *Py_NewRef(PyObject *o) { Py_INCREF(o); return o; }
+#endif
+
+#define SMALL_INT ((1L << 30) - 1)
+
+static int
+ready(void)
+{
+    if (request_var == NULL || flushing_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "samplez._speedups.setup() was not called");
+        return 0;
+    }
+    return 1;
+}
+
+/* -- set ----------------------------------------------------------------- */
+
+static PyObject *
+sz_set(PyObject *module, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames != NULL || nargs < 2 || nargs > 3 || request_var == NULL) {
+        return PyObject_Vectorcall(py_set, args, nargsf, kwnames);
+    }
+    PyObject *target = args[0], *key = args[1];
+    PyObject *value = nargs == 3 ? args[2] : one;
+    if (!PyUnicode_CheckExact(key)) {
+        return PyObject_Vectorcall(py_set, args, nargsf, NULL);
+    }
+    if (PyFloat_CheckExact(value)) {
+        if (!isfinite(PyFloat_AS_DOUBLE(value))) {
+            return PyObject_Vectorcall(py_set, args, nargsf, NULL);
+        }
+    }
+    else if (PyLong_CheckExact(value)) {
+        int overflow;
+        long n = PyLong_AsLongAndOverflow(value, &overflow);
+        if (overflow || n > SMALL_INT || n < -SMALL_INT) {
+            return PyObject_Vectorcall(py_set, args, nargsf, NULL);
+        }
+    }
+    else {
+        return PyObject_Vectorcall(py_set, args, nargsf, NULL);
+    }
+    PyObject *slot = PyObject_GetAttr(target, s_number_slot);
+    if (slot == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return NULL;
+        }
+        PyErr_Clear();
+        return PyObject_Vectorcall(py_set, args, nargsf, NULL);
+    }
+    if (slot == Py_None) {
+        Py_DECREF(slot);
+        return PyObject_Vectorcall(py_set, args, nargsf, NULL);
+    }
+    PyObject *batch;
+    if (PyContextVar_Get(request_var, NULL, &batch) < 0) {
+        Py_DECREF(slot);
+        return NULL;
+    }
+    if (batch == NULL || !PyDict_CheckExact(batch)) { /* outside a request */
+        Py_XDECREF(batch);
+        Py_DECREF(slot);
+        return PyObject_Vectorcall(py_set, args, nargsf, NULL);
+    }
+    PyObject *entry = PyTuple_Pack(2, slot, key);
+    Py_DECREF(slot);
+    if (entry == NULL) {
+        Py_DECREF(batch);
+        return NULL;
+    }
+    int failed = PyDict_SetItem(batch, entry, value);
+    Py_DECREF(entry);
+    Py_DECREF(batch);
+    if (failed) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* -- finish: a request batch joins the process batch ---------------------- */
+
+/* Returns 0, or -1 with an exception set (which the middleware then logs
+ * and swallows, as the Python twin never raises for a clock). */
+static int
+finish(PyObject *batch)
+{
+    if (PyDict_GET_SIZE(batch) == 0) {
+        return 0;
+    }
+    int has_side = PyDict_Contains(batch, side_key);
+    if (has_side < 0) {
+        return -1;
+    }
+    PyObject *when = NULL, *events = NULL, *pending = NULL, *result = NULL;
+    if (has_side) {
+        goto general;
+    }
+    PyObject *clock = PyObject_GetAttr(engine, s_clock);
+    if (clock == NULL) {
+        return -1;
+    }
+    when = PyObject_CallNoArgs(clock);
+    Py_DECREF(clock);
+    if (when == NULL) { /* the Python twin logs it and counts the drops */
+        PyErr_Clear();
+        goto general;
+    }
+    events = PyList_New(PyDict_GET_SIZE(batch));
+    if (events == NULL) {
+        goto fail;
+    }
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *entry, *value;
+    while (PyDict_Next(batch, &pos, &entry, &value)) {
+        PyObject *event = PyTuple_New(4);
+        if (event == NULL) {
+            goto fail;
+        }
+        PyObject *slot = PyTuple_GET_ITEM(entry, 0), *key = PyTuple_GET_ITEM(entry, 1);
+        Py_INCREF(slot);
+        Py_INCREF(key);
+        Py_INCREF(value);
+        Py_INCREF(when);
+        PyTuple_SET_ITEM(event, 0, slot);
+        PyTuple_SET_ITEM(event, 1, key);
+        PyTuple_SET_ITEM(event, 2, value);
+        PyTuple_SET_ITEM(event, 3, when);
+        if (!PyObject_GC_IsTracked(value)) {
+            /* It holds no container, so the collector has nothing to find
+             * in it: left tracked, every pending event is walked by each
+             * young collection until it is applied (docs/PERFORMANCE.md). */
+            PyObject_GC_UnTrack(event);
+        }
+        PyList_SET_ITEM(events, i++, event);
+    }
+    Py_CLEAR(when);
+    pending = PyObject_GetAttr(engine, s_pending);
+    if (pending == NULL) {
+        goto fail;
+    }
+    result = PyObject_CallMethodOneArg(pending, s_extend, events);
+    if (result == NULL) {
+        goto fail;
+    }
+    Py_CLEAR(result);
+    Py_CLEAR(events);
+    Py_ssize_t size = PyObject_Size(pending);
+    Py_CLEAR(pending);
+    if (size < 0) {
+        goto fail;
+    }
+    PyObject *max = PyObject_GetAttr(engine, s_max_pending);
+    if (max == NULL) {
+        goto fail;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(max);
+    Py_DECREF(max);
+    if (limit == -1 && PyErr_Occurred()) {
+        goto fail;
+    }
+    if (size > limit) {
+        result = PyObject_CallMethodNoArgs(engine, s_trim);
+        if (result == NULL) {
+            goto fail;
+        }
+        Py_CLEAR(result);
+    }
+    PyObject *thread = PyObject_GetAttr(engine, s_thread);
+    if (thread == NULL) {
+        goto fail;
+    }
+    Py_DECREF(thread);
+    if (thread == Py_None) {
+        PyObject *mode = PyObject_GetAttr(engine, s_flush_mode);
+        if (mode == NULL) {
+            goto fail;
+        }
+        int background = PyObject_RichCompareBool(mode, s_background, Py_EQ);
+        Py_DECREF(mode);
+        if (background < 0) {
+            goto fail;
+        }
+        if (background) {
+            result = PyObject_CallMethodNoArgs(engine, s_start);
+            if (result == NULL) {
+                goto fail;
+            }
+            Py_CLEAR(result);
+        }
+    }
+    return 0;
+
+general:
+    result = PyObject_CallOneArg(py_finish, batch);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+
+fail:
+    Py_XDECREF(when);
+    Py_XDECREF(events);
+    Py_XDECREF(pending);
+    return -1;
+}
+
+static PyObject *
+sz_finish(PyObject *module, PyObject *batch)
+{
+    if (py_finish == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "samplez._speedups.setup() was not called");
+        return NULL;
+    }
+    if (batch == Py_None) {
+        Py_RETURN_NONE;
+    }
+    if (!PyDict_CheckExact(batch)) {
+        return PyObject_CallOneArg(py_finish, batch);
+    }
+    if (finish(batch) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* -- the body of a response still to be produced ------------------------- */
+
+/* The twin of middleware._PythonClosing: the app's body, iterated and
+ * closed in the request's context (so sets made as it streams land in the
+ * request's batch); on close() the batch joins the process batch. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *app_iter;
+    PyObject *batch;
+    PyObject *context;
+    PyObject *chunks; /* iter(app_iter), made in the context at the first next() */
+} Closing;
+
+static PyTypeObject *closing_c_type;
+
+static PyObject *
+closing_make(PyTypeObject *type, PyObject *app_iter, PyObject *batch, PyObject *context)
+{
+    if (!PyDict_CheckExact(batch) || !PyContext_CheckExact(context)) {
+        PyErr_SetString(PyExc_TypeError, "Closing(app_iter, request_batch: dict, context: Context)");
+        return NULL;
+    }
+    Closing *self = (Closing *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->app_iter = Py_NewRef(app_iter);
+    self->batch = Py_NewRef(batch);
+    self->context = Py_NewRef(context);
+    return (PyObject *)self;
+}
+
+static PyObject *
+Closing_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *app_iter, *batch, *context;
+    if ((kwargs != NULL && PyDict_GET_SIZE(kwargs)) || !PyArg_UnpackTuple(args, "Closing", 3, 3, &app_iter, &batch, &context)) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "Closing takes no keyword arguments");
+        }
+        return NULL;
+    }
+    return closing_make(type, app_iter, batch, context);
+}
+
+static PyObject *
+Closing_iter(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static PyObject *
+Closing_next(Closing *self)
+{
+    if (PyContext_Enter(self->context) < 0) {
+        return NULL;
+    }
+    PyObject *item = NULL;
+    if (self->chunks == NULL) {
+        self->chunks = PyObject_GetIter(self->app_iter);
+    }
+    if (self->chunks != NULL) {
+        item = PyIter_Next(self->chunks);
+    }
+    if (PyContext_Exit(self->context) < 0) {
+        Py_CLEAR(item);
+    }
+    return item;
+}
+
+static PyObject *
+Closing_close(Closing *self, PyObject *unused)
+{
+    int failed = 0;
+    PyObject *close = PyObject_GetAttr(self->app_iter, s_close);
+    if (close == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
+        }
+        else {
+            failed = 1;
+        }
+    }
+    else {
+        if (PyContext_Enter(self->context) < 0) {
+            failed = 1;
+        }
+        else {
+            PyObject *result = PyObject_CallNoArgs(close);
+            failed = result == NULL;
+            Py_XDECREF(result);
+            failed |= PyContext_Exit(self->context) < 0;
+        }
+        Py_DECREF(close);
+    }
+    /* The batch joins the process batch whatever close() did. */
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    if (finish(self->batch) < 0) {
+        PyErr_WriteUnraisable(py_finish);
+    }
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+    if (failed) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+Closing_traverse(Closing *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->app_iter);
+    Py_VISIT(self->batch);
+    Py_VISIT(self->context);
+    Py_VISIT(self->chunks);
+    return 0;
+}
+
+static int
+Closing_clear(Closing *self)
+{
+    Py_CLEAR(self->app_iter);
+    Py_CLEAR(self->batch);
+    Py_CLEAR(self->context);
+    Py_CLEAR(self->chunks);
+    return 0;
+}
+
+static void
+Closing_dealloc(Closing *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Closing_clear(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static PyMethodDef Closing_methods[] = {
+    {"close", (PyCFunction)Closing_close, METH_NOARGS, "Close the app's body in the request's context, then fold the batch."},
+    {NULL},
+};
+
+static PyType_Slot Closing_slots[] = {
+    {Py_tp_doc, "A response body produced and closed in its request's context (samplez._speedups)."},
+    {Py_tp_new, Closing_new},
+    {Py_tp_iter, Closing_iter},
+    {Py_tp_iternext, Closing_next},
+    {Py_tp_methods, Closing_methods},
+    {Py_tp_traverse, Closing_traverse},
+    {Py_tp_clear, Closing_clear},
+    {Py_tp_dealloc, Closing_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec Closing_spec = {
+    .name = "samplez._speedups.Closing",
+    .basicsize = sizeof(Closing),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = Closing_slots,
+};
+
+/* -- the middleware's call ------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *app;
+    PyObject *dashboard_path;
+} Base;
+
+static int
+request_flush(void)
+{
+    PyObject *mode = PyObject_GetAttr(engine, s_flush_mode);
+    if (mode == NULL) {
+        return -1;
+    }
+    int is_request = PyObject_RichCompareBool(mode, s_request, Py_EQ);
+    Py_DECREF(mode);
+    return is_request;
+}
+
+/* Is this a dashboard path? Returns 1 with *rest set (a new reference), 0,
+ * or -1 on error. */
+static int
+dashboard_rest(Base *self, PyObject *environ, PyObject **rest)
+{
+    PyObject *prefix = self->dashboard_path;
+    if (prefix == NULL || prefix == Py_None || !PyUnicode_Check(prefix)) {
+        return 0;
+    }
+    PyObject *path;
+    if (PyDict_CheckExact(environ)) {
+        path = PyDict_GetItemWithError(environ, s_path_info);
+        if (path == NULL) {
+            return PyErr_Occurred() ? -1 : 0;
+        }
+        Py_INCREF(path);
+    }
+    else {
+        path = PyObject_CallMethod(environ, "get", "OO", s_path_info, s_empty);
+        if (path == NULL) {
+            return -1;
+        }
+    }
+    int found = 0;
+    if (PyUnicode_Check(path)) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(prefix), size = PyUnicode_GET_LENGTH(path);
+        Py_ssize_t match = PyUnicode_Tailmatch(path, prefix, 0, PY_SSIZE_T_MAX, -1);
+        if (match < 0) {
+            Py_DECREF(path);
+            return -1;
+        }
+        if (match && (size == n || PyUnicode_READ_CHAR(path, n) == '/')) {
+            *rest = PyUnicode_Substring(path, n, size);
+            found = *rest == NULL ? -1 : 1;
+        }
+    }
+    Py_DECREF(path);
+    return found;
+}
+
+static PyObject *
+Base_call(Base *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *environ, *start_response;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "a WSGI app takes (environ, start_response)");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "Middleware", 2, 2, &environ, &start_response) || !ready()) {
+        return NULL;
+    }
+    PyObject *rest = NULL;
+    int dashboard = dashboard_rest(self, environ, &rest);
+    if (dashboard < 0) {
+        return NULL;
+    }
+    if (dashboard) {
+        PyObject *page = PyObject_CallMethodObjArgs((PyObject *)self, s_serve_dashboard, environ, start_response, rest, NULL);
+        Py_DECREF(rest);
+        return page;
+    }
+    if (self->app == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "Middleware has no app");
+        return NULL;
+    }
+    PyObject *batch = PyDict_New();
+    if (batch == NULL) {
+        return NULL;
+    }
+    PyObject *token = PyContextVar_Set(request_var, batch);
+    if (token == NULL) {
+        Py_DECREF(batch);
+        return NULL;
+    }
+    PyObject *call_args[2] = {environ, start_response};
+    PyObject *app = self->app;
+    Py_INCREF(app);
+    PyObject *app_iter = PyObject_Vectorcall(app, call_args, 2, NULL);
+    Py_DECREF(app);
+    PyObject *context = NULL;
+    int flush_request = 0;
+    if (app_iter != NULL) {
+        flush_request = request_flush();
+        if (flush_request < 0) {
+            Py_CLEAR(app_iter);
+        }
+        else if (flush_request || !(PyList_CheckExact(app_iter) || PyTuple_CheckExact(app_iter))) {
+            /* Handler code may still run as the body is produced and
+             * closed: that runs in a copy of this context. */
+            context = PyContext_CopyCurrent();
+            if (context == NULL) {
+                Py_CLEAR(app_iter);
+            }
+        }
+    }
+    /* The thread leaves the request here, also when the app raised. */
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    if (PyContextVar_Reset(request_var, token) < 0) {
+        PyErr_WriteUnraisable(request_var);
+    }
+    Py_DECREF(token);
+    if (context == NULL && finish(batch) < 0) {
+        /* Raised, or produced already: nothing of the request runs after
+         * this. A fold that fails costs the samples, never the response. */
+        PyErr_WriteUnraisable(py_finish);
+    }
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+    if (context == NULL) {
+        Py_DECREF(batch);
+        return app_iter;
+    }
+    PyObject *wrapped;
+    if (flush_request) {
+        PyObject *wrap_args[3] = {app_iter, batch, context};
+        wrapped = PyObject_Vectorcall(flushing_type, wrap_args, 3, NULL);
+    }
+    else {
+        wrapped = closing_make(closing_c_type, app_iter, batch, context);
+    }
+    Py_DECREF(app_iter);
+    Py_DECREF(batch);
+    Py_DECREF(context);
+    return wrapped;
+}
+
+static int
+Base_traverse(Base *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->app);
+    Py_VISIT(self->dashboard_path);
+    return 0;
+}
+
+static int
+Base_clear(Base *self)
+{
+    Py_CLEAR(self->app);
+    Py_CLEAR(self->dashboard_path);
+    return 0;
+}
+
+static void
+Base_dealloc(Base *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Base_clear(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static PyMemberDef Base_members[] = {
+    {"app", T_OBJECT_EX, offsetof(Base, app), 0, "The wrapped WSGI application."},
+    {"dashboard_path", T_OBJECT, offsetof(Base, dashboard_path), 0, "Where the dashboard answers (None: nowhere)."},
+    {NULL},
+};
+
+static PyType_Slot Base_slots[] = {
+    {Py_tp_doc, "The middleware's request path, in C (samplez._speedups)."},
+    {Py_tp_call, Base_call},
+    {Py_tp_members, Base_members},
+    {Py_tp_traverse, Base_traverse},
+    {Py_tp_clear, Base_clear},
+    {Py_tp_dealloc, Base_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec Base_spec = {
+    .name = "samplez._speedups.MiddlewareBase",
+    .basicsize = sizeof(Base),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = Base_slots,
+};
+
+/* -- setup ---------------------------------------------------------------- */
+
+static PyObject *
+sz_setup(PyObject *module, PyObject *args)
+{
+    PyObject *var, *eng, *set_general, *finish_general, *side;
+    if (!PyArg_ParseTuple(args, "OOOOO:setup", &var, &eng, &set_general, &finish_general, &side)) {
+        return NULL;
+    }
+    if (!PyContextVar_CheckExact(var)) {
+        PyErr_SetString(PyExc_TypeError, "setup() needs the request ContextVar");
+        return NULL;
+    }
+    Py_XSETREF(request_var, Py_NewRef(var));
+    Py_XSETREF(engine, Py_NewRef(eng));
+    Py_XSETREF(py_set, Py_NewRef(set_general));
+    Py_XSETREF(py_finish, Py_NewRef(finish_general));
+    Py_XSETREF(side_key, Py_NewRef(side));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sz_setup_middleware(PyObject *module, PyObject *args)
+{
+    PyObject *flushing;
+    if (!PyArg_ParseTuple(args, "O:setup_middleware", &flushing)) {
+        return NULL;
+    }
+    Py_XSETREF(flushing_type, Py_NewRef(flushing));
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(set_doc,
+"set($module, /, target, key, value=1)\n--\n\n"
+"Record ``value`` for ``key`` in every config or counter of ``target``\n"
+"(a Config, a counter, a Section, or an iterable of them).\n\n"
+"Raises ``TypeError``/``ValueError`` here, at the call, for a value the\n"
+"target cannot take (``bool``, ``None``, NaN, +-inf, a str for a reservoir)\n"
+"or a key that is not text.\n\n"
+">>> samplez.set(LATENCY, '/api/items', 124)");
+
+static PyMethodDef methods[] = {
+    {"set", (PyCFunction)(void (*)(void))sz_set, METH_FASTCALL | METH_KEYWORDS, set_doc},
+    {"finish", sz_finish, METH_O, "Fold a request's batch into the process batch."},
+    {"setup", sz_setup, METH_VARARGS, "Hand the module batch.py's objects: (request_var, engine, set, finish, side_key)."},
+    {"setup_middleware", sz_setup_middleware, METH_VARARGS, "Hand the module middleware.py's _Flushing (flush='request')."},
+    {NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "samplez._speedups", "The request path in C.", -1, methods,
+};
+
+#define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    INTERN(s_number_slot, "_samplez_number_slot");
+    INTERN(s_clock, "clock");
+    INTERN(s_pending, "_pending");
+    INTERN(s_max_pending, "max_pending");
+    INTERN(s_thread, "_thread");
+    INTERN(s_flush_mode, "flush_mode");
+    INTERN(s_request, "request");
+    INTERN(s_background, "background");
+    INTERN(s_extend, "extend");
+    INTERN(s_trim, "_trim");
+    INTERN(s_start, "_start");
+    INTERN(s_path_info, "PATH_INFO");
+    INTERN(s_empty, "");
+    INTERN(s_serve_dashboard, "_serve_dashboard");
+    INTERN(s_close, "close");
+    if ((one = PyLong_FromLong(1)) == NULL) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL) {
+        return NULL;
+    }
+    PyObject *base = PyType_FromSpec(&Base_spec);
+    if (base == NULL || PyModule_AddObject(module, "MiddlewareBase", base) < 0) {
+        Py_XDECREF(base);
+        Py_DECREF(module);
+        return NULL;
+    }
+    closing_c_type = (PyTypeObject *)PyType_FromSpec(&Closing_spec);
+    if (closing_c_type == NULL || PyModule_AddObject(module, "Closing", Py_NewRef((PyObject *)closing_c_type)) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

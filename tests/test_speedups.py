@@ -1,0 +1,137 @@
+"""The request path has two twins: ``samplez/_speedups.c`` and the Python
+in batch.py and middleware.py (``SAMPLEZ_PURE=1``, or no compiler). The
+suite runs on the C one; this file checks that it is the one running, runs
+the request-path tests again on the Python one, and covers what only the C
+one does."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import webtest
+
+import samplez
+from samplez import batch
+from samplez.engine import engine
+from samplez.middleware import Middleware
+from tests.conftest import unique_name
+
+ROOT = Path(__file__).resolve().parent.parent
+PURE = os.environ.get("SAMPLEZ_PURE", "") not in ("", "0")
+needs_c = pytest.mark.skipif(PURE, reason="SAMPLEZ_PURE=1: the Python twin runs")
+#: The tests of what the twins both do: sets, request batches, the
+#: middleware on WSGI, Flask and Django, faults, forks.
+REQUEST_PATH_TESTS = [
+    "tests/test_batch.py",
+    "tests/test_middleware.py",
+    "tests/test_flask.py",
+    "tests/test_django.py",
+    "tests/test_bad_input.py",
+    "tests/test_engine.py",
+    "tests/test_faults.py",
+    "tests/test_fork.py",
+]
+
+
+@pytest.fixture
+def config():
+    return samplez.Config(unique_name("twin"), period=60, samples=100, by_value=True)
+
+
+@needs_c
+def test_the_c_request_path_is_built_and_runs():
+    # ./dev installs with a compiler on the machine: a build that failed
+    # silently would leave every user on the slower twin.
+    assert batch.speedups is not None
+    assert samplez.set is batch.speedups.set
+    assert issubclass(Middleware, batch.speedups.MiddlewareBase)
+
+
+@needs_c
+@pytest.mark.slow
+def test_the_python_twin_passes_the_request_path_tests():
+    env = dict(os.environ, SAMPLEZ_PURE="1")
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow and not browser"]
+    result = subprocess.run(
+        [*command, *REQUEST_PATH_TESTS], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout and " failed" not in result.stdout
+
+
+def test_set_takes_its_arguments_by_keyword_too(samplez_on, config):
+    token = batch.begin()
+    samplez.set(config, key="k", value=2.5)
+    samplez.set(target=config, key="k", value=3)  # the same request: replaces 2.5
+    batch.end(token)
+    samplez.flush()
+    assert [v for _, v in samplez.get(config).samples("k")] == [3.0]
+    with pytest.raises(TypeError):
+        samplez.set(config)
+
+
+def test_a_body_whose_close_raises_still_folds_its_batch(samplez_on, config):
+    class Body:
+        def __iter__(self):
+            samplez.set(config, "streamed", 1)
+            yield b"x"
+
+        def close(self):
+            raise OSError("close failed")
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body()
+
+    wrapped = Middleware(app, flush="background", flush_interval=3600)  # flushed by hand
+    body = wrapped({"PATH_INFO": "/", "REQUEST_METHOD": "GET"}, lambda *args: None)
+    assert list(body) == [b"x"]
+    with pytest.raises(OSError, match="close failed"):
+        body.close()
+    assert engine.pending == 1
+
+
+def test_the_wrapped_app_can_be_replaced(samplez_on, config):
+    def other(environ, start_response):
+        samplez.set(config, "other", 1)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"other"]
+
+    wrapped = Middleware(lambda environ, start_response: [b"first"])
+    wrapped.app = other
+    assert webtest.TestApp(wrapped).get("/").text == "other"
+    assert samplez.get(config).count("other") == 1
+    wrapped.dashboard_path = None  # no dashboard: its path reaches the app
+    assert webtest.TestApp(wrapped).get("/_samplez").text == "other"
+
+
+@needs_c
+def test_c_events_are_untracked_as_they_are_made(samplez_on, config):
+    # The Python twin's events are untracked at their first collection; the
+    # C twin's never enter one, so young collections have nothing to walk.
+    gc.disable()
+    try:
+
+        def app(environ, start_response):
+            samplez.set(config, "k", 1)
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok"]
+
+        webtest.TestApp(Middleware(app, flush="background", flush_interval=3600)).get("/")
+        assert len(engine._pending) == 1
+        assert not gc.is_tracked(engine._pending[0])
+    finally:
+        gc.enable()
+
+
+@needs_c
+def test_the_c_body_wrapper_checks_what_it_is_given():
+    with pytest.raises(TypeError):
+        batch.speedups.Closing([b""], "not a dict", None)
+    with pytest.raises(TypeError):
+        batch.speedups.Closing([b""], {}, None, extra=1)
