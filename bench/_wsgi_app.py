@@ -17,8 +17,8 @@ The ``stage_*`` modes (``bench_stages.py``, raw WSGI app only) serve
 ``wrapped`` with samplez cut short after a stage, to price each stage
 inside a worker: ``stage_middleware`` (the middleware around the bare app,
 no ``set``),
-``stage_sets`` (the 3 sets; the request's batch is never folded),
-``stage_fold`` (folded into events, which are then thrown away) and
+``stage_fold`` (the 3 sets, folded into events, which are then thrown
+away: the process batch is a deque that keeps nothing) and
 ``stage_pending`` (kept in the process batch; the flusher throws them away
 instead of applying them).
 
@@ -134,14 +134,13 @@ elif MODE == "bare":
 elif MODE == "stage_middleware":
     app = samplez.Middleware(bare, store=samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"]))
 elif MODE.startswith("stage_"):
-    from samplez import batch
+    from collections import deque
+
     from samplez.engine import engine
 
     app = samplez.Middleware(sampling, store=samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"]))
-    if MODE == "stage_sets":
-        batch.finish = lambda request_batch: None  # type: ignore[assignment]
-    elif MODE == "stage_fold":
-        engine.extend = lambda events: None  # type: ignore[method-assign]
+    if MODE == "stage_fold":  # both twins of the fold extend this deque
+        engine._pending = deque(maxlen=0)
     elif MODE == "stage_pending":
         engine.flush = engine.clear  # type: ignore[assignment, method-assign]
 else:

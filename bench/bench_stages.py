@@ -6,8 +6,8 @@ thread and, apart, for its other threads (the flusher).
 
     .venv/bin/python bench/bench_stages.py [--rounds 16] [--seconds 4]
 
-The stages are cumulative: the middleware alone; + 3 ``set`` calls; + the
-fold into events at the response; + keeping them in the process batch;
+The stages are cumulative: the middleware alone; + 3 ``set`` calls and
+their fold into events at the response; + keeping them in the process batch;
 + the flush to memcached. Each row's delta is that stage's price in the
 worker, where samplez's code runs between ~100 µs of gunicorn's and costs
 several times what a hot in-process loop (``bench_request_path.py``) shows.
@@ -31,8 +31,7 @@ from samplez.testing import free_port
 STAGES = {
     "bare": "the bare app",
     "stage_middleware": "+ the middleware (no set)",
-    "stage_sets": "+ 3 set calls",
-    "stage_fold": "+ the fold into events",
+    "stage_fold": "+ 3 set calls, folded into events",
     "stage_pending": "+ the process batch",
     "wrapped": "+ the flush (all of samplez)",
 }

@@ -22,6 +22,7 @@
 /* Set once by setup(), from batch.py and middleware.py. */
 static PyObject *request_var;   /* the ContextVar holding the request batch */
 static PyObject *engine;        /* samplez.engine.engine */
+static PyObject *engine_dict;   /* its __dict__ */
 static PyObject *py_set;        /* batch.python_set: every call off the usual path */
 static PyObject *py_finish;     /* batch.python_finish: a batch with more than values */
 static PyObject *side_key;      /* batch._SIDE */
@@ -45,6 +46,22 @@ ready(void)
         return 0;
     }
     return 1;
+}
+
+/* An attribute of the engine: read from its __dict__ (a third of a
+ * generic getattr, which first looks for a descriptor on the class), and
+ * from the class only when the instance has no such attribute. */
+static PyObject *
+engine_get(PyObject *name)
+{
+    PyObject *value = PyDict_GetItemWithError(engine_dict, name);
+    if (value != NULL) {
+        return Py_NewRef(value);
+    }
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyObject_GetAttr(engine, name);
 }
 
 /* -- set ----------------------------------------------------------------- */
@@ -131,7 +148,7 @@ finish(PyObject *batch)
     if (has_side) {
         goto general;
     }
-    PyObject *clock = PyObject_GetAttr(engine, s_clock);
+    PyObject *clock = engine_get(s_clock);
     if (clock == NULL) {
         return -1;
     }
@@ -170,7 +187,7 @@ finish(PyObject *batch)
         PyList_SET_ITEM(events, i++, event);
     }
     Py_CLEAR(when);
-    pending = PyObject_GetAttr(engine, s_pending);
+    pending = engine_get(s_pending);
     if (pending == NULL) {
         goto fail;
     }
@@ -185,7 +202,7 @@ finish(PyObject *batch)
     if (size < 0) {
         goto fail;
     }
-    PyObject *max = PyObject_GetAttr(engine, s_max_pending);
+    PyObject *max = engine_get(s_max_pending);
     if (max == NULL) {
         goto fail;
     }
@@ -201,13 +218,13 @@ finish(PyObject *batch)
         }
         Py_CLEAR(result);
     }
-    PyObject *thread = PyObject_GetAttr(engine, s_thread);
+    PyObject *thread = engine_get(s_thread);
     if (thread == NULL) {
         goto fail;
     }
     Py_DECREF(thread);
     if (thread == Py_None) {
-        PyObject *mode = PyObject_GetAttr(engine, s_flush_mode);
+        PyObject *mode = engine_get(s_flush_mode);
         if (mode == NULL) {
             goto fail;
         }
@@ -434,7 +451,7 @@ typedef struct {
 static int
 request_flush(void)
 {
-    PyObject *mode = PyObject_GetAttr(engine, s_flush_mode);
+    PyObject *mode = engine_get(s_flush_mode);
     if (mode == NULL) {
         return -1;
     }
@@ -633,6 +650,16 @@ sz_setup(PyObject *module, PyObject *args)
         return NULL;
     }
     Py_XSETREF(request_var, Py_NewRef(var));
+    PyObject *attributes = PyObject_GenericGetDict(eng, NULL);
+    if (attributes == NULL) {
+        return NULL;
+    }
+    if (!PyDict_CheckExact(attributes)) {
+        Py_DECREF(attributes);
+        PyErr_SetString(PyExc_TypeError, "setup() needs an engine with a plain __dict__");
+        return NULL;
+    }
+    Py_XSETREF(engine_dict, attributes);
     Py_XSETREF(engine, Py_NewRef(eng));
     Py_XSETREF(py_set, Py_NewRef(set_general));
     Py_XSETREF(py_finish, Py_NewRef(finish_general));
