@@ -30,7 +30,7 @@ static PyObject *flushing_type; /* middleware._Flushing */
 
 static PyObject *s_number_slot, *s_clock, *s_pending, *s_max_pending, *s_thread, *s_flush_mode;
 static PyObject *s_request, *s_background, *s_extend, *s_trim, *s_start, *s_path_info, *s_empty;
-static PyObject *s_serve_dashboard, *s_close, *one;
+static PyObject *s_serve_dashboard, *s_close, *s_append, *one;
 
 #if PY_VERSION_HEX < 0x030A0000
 static inline PyObject *Py_NewRef(PyObject *o) { Py_INCREF(o); return o; }
@@ -62,6 +62,93 @@ engine_get(PyObject *name)
         return NULL;
     }
     return PyObject_GetAttr(engine, name);
+}
+
+/* -- the process batch --------------------------------------------------- */
+
+/* engine._pending.<method>(arg), then what Engine.add/extend do after it:
+ * trim to max_pending, start the flusher. Returns None or NULL. */
+static PyObject *
+enqueue(PyObject *method, PyObject *arg)
+{
+    PyObject *pending = engine_get(s_pending);
+    if (pending == NULL) {
+        return NULL;
+    }
+    PyObject *result = PyObject_CallMethodOneArg(pending, method, arg);
+    if (result == NULL) {
+        Py_DECREF(pending);
+        return NULL;
+    }
+    Py_DECREF(result);
+    Py_ssize_t size = PyObject_Size(pending);
+    Py_DECREF(pending);
+    if (size < 0) {
+        return NULL;
+    }
+    PyObject *max = engine_get(s_max_pending);
+    if (max == NULL) {
+        return NULL;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(max);
+    Py_DECREF(max);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (size > limit) {
+        result = PyObject_CallMethodNoArgs(engine, s_trim);
+        if (result == NULL) {
+            return NULL;
+        }
+        Py_DECREF(result);
+    }
+    PyObject *thread = engine_get(s_thread);
+    if (thread == NULL) {
+        return NULL;
+    }
+    Py_DECREF(thread);
+    if (thread == Py_None) {
+        PyObject *mode = engine_get(s_flush_mode);
+        if (mode == NULL) {
+            return NULL;
+        }
+        int background = PyObject_RichCompareBool(mode, s_background, Py_EQ);
+        Py_DECREF(mode);
+        if (background < 0) {
+            return NULL;
+        }
+        if (background) {
+            return PyObject_CallMethodNoArgs(engine, s_start);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* The time events are stamped with: engine.clock(). */
+static PyObject *
+now(void)
+{
+    PyObject *clock = engine_get(s_clock);
+    if (clock == NULL) {
+        return NULL;
+    }
+    PyObject *when = PyObject_CallNoArgs(clock);
+    Py_DECREF(clock);
+    return when;
+}
+
+/* An event (slot, key, value, when); untracked when it holds no
+ * container, as the collector has nothing to find in it: left tracked,
+ * every pending event is walked by each young collection until it is
+ * applied (docs/PERFORMANCE.md). */
+static PyObject *
+make_event(PyObject *slot, PyObject *key, PyObject *value, PyObject *when)
+{
+    PyObject *event = PyTuple_Pack(4, slot, key, value, when);
+    if (event != NULL && !PyObject_GC_IsTracked(value)) {
+        PyObject_GC_UnTrack(event);
+    }
+    return event;
 }
 
 /* -- set ----------------------------------------------------------------- */
@@ -110,10 +197,19 @@ sz_set(PyObject *module, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwn
         Py_DECREF(slot);
         return NULL;
     }
-    if (batch == NULL || !PyDict_CheckExact(batch)) { /* outside a request */
+    if (batch == NULL || !PyDict_CheckExact(batch)) { /* outside a request: one event */
         Py_XDECREF(batch);
+        PyObject *when = now(), *event = NULL, *result = NULL;
+        if (when != NULL) {
+            event = make_event(slot, key, value, when);
+            Py_DECREF(when);
+        }
         Py_DECREF(slot);
-        return PyObject_Vectorcall(py_set, args, nargsf, NULL);
+        if (event != NULL) {
+            result = enqueue(s_append, event);
+            Py_DECREF(event);
+        }
+        return result;
     }
     PyObject *entry = PyTuple_Pack(2, slot, key);
     Py_DECREF(slot);
@@ -144,118 +240,46 @@ finish(PyObject *batch)
     if (has_side < 0) {
         return -1;
     }
-    PyObject *when = NULL, *events = NULL, *pending = NULL, *result = NULL;
     if (has_side) {
         goto general;
     }
-    PyObject *clock = engine_get(s_clock);
-    if (clock == NULL) {
-        return -1;
-    }
-    when = PyObject_CallNoArgs(clock);
-    Py_DECREF(clock);
+    PyObject *when = now();
     if (when == NULL) { /* the Python twin logs it and counts the drops */
         PyErr_Clear();
         goto general;
     }
-    events = PyList_New(PyDict_GET_SIZE(batch));
+    PyObject *events = PyList_New(PyDict_GET_SIZE(batch));
     if (events == NULL) {
-        goto fail;
+        Py_DECREF(when);
+        return -1;
     }
     Py_ssize_t pos = 0, i = 0;
     PyObject *entry, *value;
     while (PyDict_Next(batch, &pos, &entry, &value)) {
-        PyObject *event = PyTuple_New(4);
+        PyObject *event = make_event(PyTuple_GET_ITEM(entry, 0), PyTuple_GET_ITEM(entry, 1), value, when);
         if (event == NULL) {
-            goto fail;
-        }
-        PyObject *slot = PyTuple_GET_ITEM(entry, 0), *key = PyTuple_GET_ITEM(entry, 1);
-        Py_INCREF(slot);
-        Py_INCREF(key);
-        Py_INCREF(value);
-        Py_INCREF(when);
-        PyTuple_SET_ITEM(event, 0, slot);
-        PyTuple_SET_ITEM(event, 1, key);
-        PyTuple_SET_ITEM(event, 2, value);
-        PyTuple_SET_ITEM(event, 3, when);
-        if (!PyObject_GC_IsTracked(value)) {
-            /* It holds no container, so the collector has nothing to find
-             * in it: left tracked, every pending event is walked by each
-             * young collection until it is applied (docs/PERFORMANCE.md). */
-            PyObject_GC_UnTrack(event);
+            Py_DECREF(when);
+            Py_DECREF(events);
+            return -1;
         }
         PyList_SET_ITEM(events, i++, event);
     }
-    Py_CLEAR(when);
-    pending = engine_get(s_pending);
-    if (pending == NULL) {
-        goto fail;
-    }
-    result = PyObject_CallMethodOneArg(pending, s_extend, events);
-    if (result == NULL) {
-        goto fail;
-    }
-    Py_CLEAR(result);
-    Py_CLEAR(events);
-    Py_ssize_t size = PyObject_Size(pending);
-    Py_CLEAR(pending);
-    if (size < 0) {
-        goto fail;
-    }
-    PyObject *max = engine_get(s_max_pending);
-    if (max == NULL) {
-        goto fail;
-    }
-    Py_ssize_t limit = PyLong_AsSsize_t(max);
-    Py_DECREF(max);
-    if (limit == -1 && PyErr_Occurred()) {
-        goto fail;
-    }
-    if (size > limit) {
-        result = PyObject_CallMethodNoArgs(engine, s_trim);
-        if (result == NULL) {
-            goto fail;
-        }
-        Py_CLEAR(result);
-    }
-    PyObject *thread = engine_get(s_thread);
-    if (thread == NULL) {
-        goto fail;
-    }
-    Py_DECREF(thread);
-    if (thread == Py_None) {
-        PyObject *mode = engine_get(s_flush_mode);
-        if (mode == NULL) {
-            goto fail;
-        }
-        int background = PyObject_RichCompareBool(mode, s_background, Py_EQ);
-        Py_DECREF(mode);
-        if (background < 0) {
-            goto fail;
-        }
-        if (background) {
-            result = PyObject_CallMethodNoArgs(engine, s_start);
-            if (result == NULL) {
-                goto fail;
-            }
-            Py_CLEAR(result);
-        }
-    }
-    return 0;
-
-general:
-    result = PyObject_CallOneArg(py_finish, batch);
+    Py_DECREF(when);
+    PyObject *result = enqueue(s_extend, events);
+    Py_DECREF(events);
     if (result == NULL) {
         return -1;
     }
     Py_DECREF(result);
     return 0;
 
-fail:
-    Py_XDECREF(when);
-    Py_XDECREF(events);
-    Py_XDECREF(pending);
-    return -1;
+general:;
+    PyObject *done = PyObject_CallOneArg(py_finish, batch);
+    if (done == NULL) {
+        return -1;
+    }
+    Py_DECREF(done);
+    return 0;
 }
 
 static PyObject *
@@ -719,6 +743,7 @@ PyInit__speedups(void)
     INTERN(s_empty, "");
     INTERN(s_serve_dashboard, "_serve_dashboard");
     INTERN(s_close, "close");
+    INTERN(s_append, "append");
     if ((one = PyLong_FromLong(1)) == NULL) {
         return NULL;
     }

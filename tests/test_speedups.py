@@ -135,3 +135,20 @@ def test_the_c_body_wrapper_checks_what_it_is_given():
         batch.speedups.Closing([b""], "not a dict", None)
     with pytest.raises(TypeError):
         batch.speedups.Closing([b""], {}, None, extra=1)
+
+
+def test_outside_a_request_a_set_is_one_event_stamped_now(samplez_on, config, clock):
+    samplez.set(config, "k", 1.5)
+    samplez.set(config, "k", 2)
+    assert list(engine._pending) == [(config.slot, "k", 1.5, clock.now), (config.slot, "k", 2, clock.now)]
+
+    def broken() -> float:
+        raise OSError("clock source gone")
+
+    engine.clock = broken  # outside a request the caller hears of it, as from any call
+    try:
+        with pytest.raises(OSError, match="clock source gone"):
+            samplez.set(config, "k", 3)
+    finally:
+        engine.clock = clock
+    assert len(engine._pending) == 2
