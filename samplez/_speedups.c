@@ -25,6 +25,7 @@ static PyObject *engine;        /* samplez.engine.engine */
 static PyObject *engine_dict;   /* its __dict__ */
 static PyObject *py_set;        /* batch.python_set: every call off the usual path */
 static PyObject *py_finish;     /* batch.python_finish: a batch with more than values */
+static PyObject *py_clock_failed; /* batch.clock_failed: drops and logs a batch's samples */
 static PyObject *side_key;      /* batch._SIDE */
 static PyObject *flushing_type; /* middleware._Flushing */
 
@@ -38,10 +39,11 @@ static inline PyObject *Py_NewRef(PyObject *o) { Py_INCREF(o); return o; }
 
 #define SMALL_INT ((1L << 30) - 1)
 
+/* Were setup() (and, for the middleware, setup_middleware()) called? */
 static int
-ready(void)
+ready(int middleware)
 {
-    if (request_var == NULL || flushing_type == NULL) {
+    if (request_var == NULL || (middleware && flushing_type == NULL)) {
         PyErr_SetString(PyExc_RuntimeError, "samplez._speedups.setup() was not called");
         return 0;
     }
@@ -228,8 +230,19 @@ sz_set(PyObject *module, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwn
 
 /* -- finish: a request batch joins the process batch ---------------------- */
 
-/* Returns 0, or -1 with an exception set (which the middleware then logs
- * and swallows, as the Python twin never raises for a clock). */
+/* 0 for a call's result (released), -1 for its failure. */
+static int
+done(PyObject *result)
+{
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+/* Returns 0, or -1 with an exception set (which the middleware reports as
+ * unraisable: a failed fold costs the samples, never the response). */
 static int
 finish(PyObject *batch)
 {
@@ -240,13 +253,22 @@ finish(PyObject *batch)
     if (has_side < 0) {
         return -1;
     }
-    if (has_side) {
-        goto general;
+    if (has_side) { /* coin flips or counter values: the Python twin folds it */
+        return done(PyObject_CallOneArg(py_finish, batch));
     }
     PyObject *when = now();
-    if (when == NULL) { /* the Python twin logs it and counts the drops */
-        PyErr_Clear();
-        goto general;
+    if (when == NULL) { /* the samples are dropped, counted and logged */
+        PyObject *type, *error, *traceback;
+        PyErr_Fetch(&type, &error, &traceback);
+        PyErr_NormalizeException(&type, &error, &traceback);
+        if (traceback != NULL) {
+            PyException_SetTraceback(error, traceback);
+        }
+        int result = done(PyObject_CallFunctionObjArgs(py_clock_failed, batch, error, NULL));
+        Py_XDECREF(type);
+        Py_XDECREF(error);
+        Py_XDECREF(traceback);
+        return result;
     }
     PyObject *events = PyList_New(PyDict_GET_SIZE(batch));
     if (events == NULL) {
@@ -265,28 +287,15 @@ finish(PyObject *batch)
         PyList_SET_ITEM(events, i++, event);
     }
     Py_DECREF(when);
-    PyObject *result = enqueue(s_extend, events);
+    int result = done(enqueue(s_extend, events));
     Py_DECREF(events);
-    if (result == NULL) {
-        return -1;
-    }
-    Py_DECREF(result);
-    return 0;
-
-general:;
-    PyObject *done = PyObject_CallOneArg(py_finish, batch);
-    if (done == NULL) {
-        return -1;
-    }
-    Py_DECREF(done);
-    return 0;
+    return result;
 }
 
 static PyObject *
 sz_finish(PyObject *module, PyObject *batch)
 {
-    if (py_finish == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "samplez._speedups.setup() was not called");
+    if (!ready(0)) {
         return NULL;
     }
     if (batch == Py_None) {
@@ -532,7 +541,7 @@ Base_call(Base *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_TypeError, "a WSGI app takes (environ, start_response)");
         return NULL;
     }
-    if (!PyArg_UnpackTuple(args, "Middleware", 2, 2, &environ, &start_response) || !ready()) {
+    if (!PyArg_UnpackTuple(args, "Middleware", 2, 2, &environ, &start_response) || !ready(1)) {
         return NULL;
     }
     PyObject *rest = NULL;
@@ -665,8 +674,8 @@ static PyType_Spec Base_spec = {
 static PyObject *
 sz_setup(PyObject *module, PyObject *args)
 {
-    PyObject *var, *eng, *set_general, *finish_general, *side;
-    if (!PyArg_ParseTuple(args, "OOOOO:setup", &var, &eng, &set_general, &finish_general, &side)) {
+    PyObject *var, *eng, *set_general, *finish_general, *clock_failed, *side;
+    if (!PyArg_ParseTuple(args, "OOOOOO:setup", &var, &eng, &set_general, &finish_general, &clock_failed, &side)) {
         return NULL;
     }
     if (!PyContextVar_CheckExact(var)) {
@@ -687,6 +696,7 @@ sz_setup(PyObject *module, PyObject *args)
     Py_XSETREF(engine, Py_NewRef(eng));
     Py_XSETREF(py_set, Py_NewRef(set_general));
     Py_XSETREF(py_finish, Py_NewRef(finish_general));
+    Py_XSETREF(py_clock_failed, Py_NewRef(clock_failed));
     Py_XSETREF(side_key, Py_NewRef(side));
     Py_RETURN_NONE;
 }
@@ -714,7 +724,7 @@ PyDoc_STRVAR(set_doc,
 static PyMethodDef methods[] = {
     {"set", (PyCFunction)(void (*)(void))sz_set, METH_FASTCALL | METH_KEYWORDS, set_doc},
     {"finish", sz_finish, METH_O, "Fold a request's batch into the process batch."},
-    {"setup", sz_setup, METH_VARARGS, "Hand the module batch.py's objects: (request_var, engine, set, finish, side_key)."},
+    {"setup", sz_setup, METH_VARARGS, "Hand the module batch.py's objects: (request_var, engine, set, finish, clock_failed, side_key)."},
     {"setup_middleware", sz_setup_middleware, METH_VARARGS, "Hand the module middleware.py's _Flushing (flush='request')."},
     {NULL},
 };

@@ -149,12 +149,18 @@ def finish(batch: dict[Any, Any] | None) -> None:
     if batch:
         try:
             when = engine.clock()
-        except Exception:
-            events = join(batch, 0.0)
-            log.exception("samplez: the clock failed; %d samples of this request dropped", len(events))
-            engine.drop(len(events))
+        except Exception as exc:
+            clock_failed(batch, exc)
             return
         engine.extend(join(batch, when))
+
+
+def clock_failed(batch: dict[Any, Any], error: BaseException) -> None:
+    """The clock raised ``error`` as ``batch`` was folded: its samples are
+    dropped, counted and logged (both twins of ``finish`` end here)."""
+    events = join(batch, 0.0)
+    log.error("samplez: the clock failed; %d samples of this request dropped", len(events), exc_info=error)
+    engine.drop(len(events))
 
 
 def join(batch: dict[Any, Any], when: float) -> list[Event]:
@@ -190,6 +196,6 @@ python_set = set
 python_finish = finish
 if speedups is not None:
     # The C versions hand every call off their usual path to these twins.
-    speedups.setup(request_var, engine, python_set, python_finish, _SIDE)
+    speedups.setup(request_var, engine, python_set, python_finish, clock_failed, _SIDE)
     set = speedups.set  # noqa: A001
     finish = speedups.finish

@@ -152,3 +152,30 @@ def test_outside_a_request_a_set_is_one_event_stamped_now(samplez_on, config, cl
     finally:
         engine.clock = clock
     assert len(engine._pending) == 2
+
+
+def test_a_clock_that_fails_once_drops_that_request_and_is_not_asked_again(samplez_on, config, clock):
+    calls = []
+
+    def flaky() -> float:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("clock source gone")
+        return clock()
+
+    def app(environ, start_response):
+        samplez.set(config, "k", 1)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    dropped = engine.health["dropped"]
+    engine.clock = flaky
+    try:
+        wrapped = Middleware(app, flush="background", flush_interval=3600)  # flushed by hand
+        wrapped({"PATH_INFO": "/", "REQUEST_METHOD": "GET"}, lambda *args: None)
+    finally:
+        engine.clock = clock
+    assert len(calls) == 1  # the fold asked once, and dropped what it could not stamp
+    assert engine.pending == 0
+    samplez.flush()
+    assert engine.health["dropped"] == dropped + 1
