@@ -110,7 +110,29 @@ def burn() -> None:
 
 BURN = float(os.environ.get("BENCH_BURN_US", "5")) * 1e-6
 
-if MODE == "burn_call":
+
+def cut_short(mode: str) -> None:
+    """Stop samplez after the stage ``mode`` names (the ``stage_*`` modes)."""
+    from collections import deque
+
+    from samplez.engine import engine
+
+    if mode == "stage_fold":  # both twins of the fold extend this deque
+        engine._pending = deque(maxlen=0)
+    elif mode == "stage_pending":
+        engine.flush = engine.clear  # type: ignore[assignment, method-assign]
+
+
+if os.environ.get("BENCH_APP") in ("flask", "page"):
+    site = flask_app(sample=MODE not in ("bare", "stage_middleware"), page=os.environ["BENCH_APP"] == "page")
+    if MODE != "bare":
+        store = samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"])
+        site.wsgi_app = samplez.Middleware(  # type: ignore[method-assign]
+            site.wsgi_app, store=store, flush="request" if MODE == "sync" else "background"
+        )
+        cut_short(MODE)
+    app: Any = site
+elif MODE == "burn_call":
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         burn()
@@ -121,28 +143,11 @@ elif MODE == "burn_close":
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         return _BurnOnClose(bare(environ, start_response))
 
-elif os.environ.get("BENCH_APP") in ("flask", "page"):
-    site = flask_app(sample=MODE != "bare", page=os.environ["BENCH_APP"] == "page")
-    if MODE != "bare":
-        store = samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"])
-        site.wsgi_app = samplez.Middleware(  # type: ignore[method-assign]
-            site.wsgi_app, store=store, flush="request" if MODE == "sync" else "background"
-        )
-    app: Any = site
 elif MODE == "bare":
     app = bare
 elif MODE == "stage_middleware":
     app = samplez.Middleware(bare, store=samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"]))
-elif MODE.startswith("stage_"):
-    from collections import deque
-
-    from samplez.engine import engine
-
-    app = samplez.Middleware(sampling, store=samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"]))
-    if MODE == "stage_fold":  # both twins of the fold extend this deque
-        engine._pending = deque(maxlen=0)
-    elif MODE == "stage_pending":
-        engine.flush = engine.clear  # type: ignore[assignment, method-assign]
 else:
     store = samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"])
     app = samplez.Middleware(sampling, store=store, flush="request" if MODE == "sync" else "background")
+    cut_short(MODE)

@@ -4,7 +4,7 @@ short after each stage (``_wsgi_app``'s ``stage_*`` modes), then the whole
 of it. CPU per request is read from ``/proc`` for the worker's request
 thread and, apart, for its other threads (the flusher).
 
-    .venv/bin/python bench/bench_stages.py [--rounds 16] [--seconds 4]
+    .venv/bin/python bench/bench_stages.py [--rounds 16] [--seconds 4] [--app wsgi|flask]
 
 The stages are cumulative: the middleware alone; + 3 ``set`` calls and
 their fold into events at the response; + keeping them in the process batch;
@@ -13,8 +13,9 @@ worker, where samplez's code runs between ~100 µs of gunicorn's and costs
 several times what a hot in-process loop (``bench_request_path.py``) shows.
 Rounds vary by a few µs on a shared machine: read a delta of 1-2 µs with
 the spread printed beside it.
-The app is the raw WSGI hello-world of ``bench_throughput.py``. Writes
-``bench/results/stages.json``.
+The app is the raw WSGI hello-world of ``bench_throughput.py``
+(``bench/results/stages.json``) or, with ``--app flask``, its Flask
+hello-world (``stages_flask.json``).
 """
 
 from __future__ import annotations
@@ -55,12 +56,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--app", choices=("wsgi", "flask"), default="wsgi")
     args = parser.parse_args()
     modes = list(STAGES)
     ports = {mode: free_port() for mode in modes}
     samples: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
     with Memcached() as memcached:
-        starts = {mode: partial(start_gunicorn, mode, ports[mode], memcached.address, workers=1) for mode in modes}
+        start = partial(start_gunicorn, memcache=memcached.address, workers=1, app=args.app)
+        starts = {mode: partial(start, mode, ports[mode]) for mode in modes}
         with serving(starts) as procs:
             workers = {mode: family(proc.pid)[1] for mode, proc in procs.items()}
             for mode in modes:  # warm up
@@ -93,7 +96,8 @@ def main() -> None:
         )
         previous = total
     print(f"samplez in all: {figures['wrapped']['total_us'] - figures['bare']['total_us']:+.1f} µs of CPU per request")
-    write_results("stages", {"stages": figures, "rounds": args.rounds}, "python bench/bench_stages.py")
+    name, command = ("stages", "") if args.app == "wsgi" else (f"stages_{args.app}", f" --app {args.app}")
+    write_results(name, {"stages": figures, "rounds": args.rounds}, f"python bench/bench_stages.py{command}")
 
 
 if __name__ == "__main__":
