@@ -31,7 +31,7 @@ static PyObject *flushing_type; /* middleware._Flushing */
 
 static PyObject *s_number_slot, *s_clock, *s_pending, *s_max_pending, *s_thread, *s_flush_mode;
 static PyObject *s_request, *s_background, *s_extend, *s_trim, *s_start, *s_path_info, *s_empty;
-static PyObject *s_serve_dashboard, *s_close, *s_append, *one;
+static PyObject *s_serve_dashboard, *s_close, *one;
 
 #if PY_VERSION_HEX < 0x030A0000
 static inline PyObject *Py_NewRef(PyObject *o) { Py_INCREF(o); return o; }
@@ -66,64 +66,465 @@ engine_get(PyObject *name)
     return PyObject_GetAttr(engine, name);
 }
 
-/* -- the process batch --------------------------------------------------- */
-
-/* engine._pending.<method>(arg), then what Engine.add/extend do after it:
- * trim to max_pending, start the flusher. Returns None or NULL. */
-static PyObject *
-enqueue(PyObject *method, PyObject *arg)
+/* 0 for a call's result (released), -1 for its failure. */
+static int
+done(PyObject *result)
 {
-    PyObject *pending = engine_get(s_pending);
-    if (pending == NULL) {
-        return NULL;
-    }
-    PyObject *result = PyObject_CallMethodOneArg(pending, method, arg);
     if (result == NULL) {
-        Py_DECREF(pending);
-        return NULL;
+        return -1;
     }
     Py_DECREF(result);
-    Py_ssize_t size = PyObject_Size(pending);
-    Py_DECREF(pending);
-    if (size < 0) {
+    return 0;
+}
+
+/* -- the process batch ---------------------------------------------------- */
+
+/* An event is (slot, key, value, when). Pending keeps each one as four
+ * references in a ring of records, one block of memory, instead of a tuple
+ * each: a request's fold allocates nothing per event, and the events
+ * waiting for the flusher (thousands, in a busy worker) no longer fill the
+ * allocator's pools between the app's own short-lived objects, where they
+ * slowed the app itself (docs/PERFORMANCE.md). Tuples are made when events
+ * are read out, by the flusher. */
+typedef struct {
+    PyObject *slot, *key, *value, *when;
+} Record;
+
+typedef struct {
+    PyObject_HEAD
+    Record *items;        /* a ring: capacity is 0 or a power of two */
+    Py_ssize_t head;      /* where the oldest event is */
+    Py_ssize_t size;
+    Py_ssize_t capacity;
+    Py_ssize_t maxlen;    /* -1 for no bound; else the oldest are dropped */
+} Pending;
+
+static PyTypeObject *pending_type;
+
+#define RECORD(p, i) ((p)->items[((p)->head + (i)) & ((p)->capacity - 1)])
+#define MIN_CAPACITY 64
+
+static int
+pending_reserve(Pending *self, Py_ssize_t more)
+{
+    if (self->size + more <= self->capacity) {
+        return 0;
+    }
+    Py_ssize_t capacity = self->capacity ? self->capacity : MIN_CAPACITY;
+    while (capacity < self->size + more) {
+        if (capacity > PY_SSIZE_T_MAX / 2 / (Py_ssize_t)sizeof(Record)) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        capacity *= 2;
+    }
+    Record *items = PyMem_Malloc(capacity * sizeof(Record));
+    if (items == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < self->size; i++) {
+        items[i] = RECORD(self, i);
+    }
+    PyMem_Free(self->items);
+    self->items = items;
+    self->head = 0;
+    self->capacity = capacity;
+    return 0;
+}
+
+/* The oldest event's references, handed to the caller. */
+static Record
+pending_pop(Pending *self)
+{
+    Record record = self->items[self->head];
+    self->head = (self->head + 1) & (self->capacity - 1);
+    self->size--;
+    return record;
+}
+
+static void
+record_release(Record record)
+{
+    Py_DECREF(record.slot);
+    Py_DECREF(record.key);
+    Py_DECREF(record.value);
+    Py_DECREF(record.when);
+}
+
+/* Keeps new references to the four; room was reserved. With a maxlen, the
+ * oldest event past it is dropped (all of them when maxlen is 0). */
+static void
+pending_push(Pending *self, PyObject *slot, PyObject *key, PyObject *value, PyObject *when, int left)
+{
+    if (self->maxlen == 0) {
+        return;
+    }
+    Record record = {Py_NewRef(slot), Py_NewRef(key), Py_NewRef(value), Py_NewRef(when)};
+    int full = self->maxlen > 0 && self->size == self->maxlen;
+    Record dropped = {NULL};
+    if (full && !left) {
+        dropped = pending_pop(self);
+    }
+    else if (full) {  /* as deque.appendleft: the newest falls off the right */
+        self->size--;
+        dropped = RECORD(self, self->size);
+    }
+    if (left) {
+        self->head = (self->head - 1) & (self->capacity - 1);
+        self->items[self->head] = record;
+    }
+    else {
+        RECORD(self, self->size) = record;
+    }
+    self->size++;
+    if (dropped.slot != NULL) {
+        record_release(dropped); /* last: a destructor may run here */
+    }
+}
+
+/* An event as a tuple; untracked when it holds no container, as the
+ * collector has nothing to find in it. */
+static PyObject *
+make_event(PyObject *slot, PyObject *key, PyObject *value, PyObject *when)
+{
+    PyObject *event = PyTuple_Pack(4, slot, key, value, when);
+    if (event != NULL && !PyObject_GC_IsTracked(value)) {
+        PyObject_GC_UnTrack(event);
+    }
+    return event;
+}
+
+static PyObject *
+record_event(Record record)
+{
+    return make_event(record.slot, record.key, record.value, record.when);
+}
+
+/* The items of ``events`` (a list or tuple of events), checked. */
+static PyObject *
+checked_events(PyObject *events)
+{
+    PyObject *items = PySequence_Fast(events, "Pending takes an iterable of events");
+    if (items == NULL) {
         return NULL;
     }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(items); i++) {
+        PyObject *event = PySequence_Fast_GET_ITEM(items, i);
+        if (!PyTuple_Check(event) || PyTuple_GET_SIZE(event) != 4) {
+            PyErr_Format(PyExc_TypeError, "an event is a (slot, key, value, when) tuple, got %R", event);
+            Py_DECREF(items);
+            return NULL;
+        }
+    }
+    return items;
+}
+
+static PyObject *
+pending_add(Pending *self, PyObject *events, int left)
+{
+    PyObject *items = checked_events(events);
+    if (items == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+    if (pending_reserve(self, count) < 0) {
+        Py_DECREF(items);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject **event = &PyTuple_GET_ITEM(PySequence_Fast_GET_ITEM(items, i), 0);
+        pending_push(self, event[0], event[1], event[2], event[3], left);
+    }
+    Py_DECREF(items);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Pending_extend(Pending *self, PyObject *events)
+{
+    return pending_add(self, events, 0);
+}
+
+static PyObject *
+Pending_extendleft(Pending *self, PyObject *events)
+{
+    return pending_add(self, events, 1);
+}
+
+static PyObject *
+Pending_append(Pending *self, PyObject *event)
+{
+    PyObject *one_event = PyTuple_Pack(1, event);
+    if (one_event == NULL) {
+        return NULL;
+    }
+    PyObject *result = pending_add(self, one_event, 0);
+    Py_DECREF(one_event);
+    return result;
+}
+
+static PyObject *
+Pending_popleft(Pending *self, PyObject *unused)
+{
+    if (self->size == 0) {
+        PyErr_SetString(PyExc_IndexError, "pop from an empty Pending");
+        return NULL;
+    }
+    Record record = pending_pop(self);
+    PyObject *event = record_event(record);
+    record_release(record);
+    return event;
+}
+
+/* Every event, removed: {slot: [events, oldest first]}, the grouping the
+ * flush starts from, made here in one pass instead of in Python. */
+static PyObject *
+Pending_take_groups(Pending *self, PyObject *unused)
+{
+    PyObject *groups = PyDict_New();
+    PyObject *slot = NULL;  /* the last event's (a reference): runs of one slot are usual */
+    PyObject *group = NULL; /* its list, held by groups */
+    while (groups != NULL && self->size > 0) {
+        Record *record = &self->items[self->head];
+        if (record->slot != slot) {
+            Py_XSETREF(slot, Py_NewRef(record->slot));
+            group = PyDict_GetItemWithError(groups, slot);
+            if (group == NULL && !PyErr_Occurred()) {
+                group = PyList_New(0);
+                if (group != NULL && PyDict_SetItem(groups, slot, group) < 0) {
+                    Py_CLEAR(group);
+                }
+                Py_XDECREF(group); /* groups holds it */
+            }
+            if (group == NULL) {
+                Py_CLEAR(groups);
+                break;
+            }
+        }
+        PyObject *event = record_event(*record);
+        if (event == NULL || PyList_Append(group, event) < 0) {
+            Py_XDECREF(event);
+            Py_CLEAR(groups);
+            break;
+        }
+        Py_DECREF(event);
+        record_release(pending_pop(self));
+    }
+    Py_XDECREF(slot);
+    return groups;
+}
+
+static PyObject *
+Pending_clear_method(Pending *self, PyObject *unused)
+{
+    Record *items = self->items;
+    Py_ssize_t head = self->head, size = self->size, capacity = self->capacity;
+    self->items = NULL;
+    self->head = self->size = self->capacity = 0;
+    for (Py_ssize_t i = 0; i < size; i++) { /* detached first: destructors may run */
+        record_release(items[(head + i) & (capacity - 1)]);
+    }
+    PyMem_Free(items);
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t
+Pending_length(Pending *self)
+{
+    return self->size;
+}
+
+static PyObject *
+Pending_item(Pending *self, Py_ssize_t i)
+{
+    if (i < 0 || i >= self->size) {
+        PyErr_SetString(PyExc_IndexError, "Pending index out of range");
+        return NULL;
+    }
+    return record_event(RECORD(self, i));
+}
+
+static PyObject *
+Pending_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"maxlen", NULL};
+    PyObject *maxlen = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:Pending", keywords, &maxlen)) {
+        return NULL;
+    }
+    Py_ssize_t bound = -1;
+    if (maxlen != Py_None) {
+        bound = PyLong_AsSsize_t(maxlen);
+        if (bound == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (bound < 0) {
+            PyErr_SetString(PyExc_ValueError, "maxlen must be non-negative");
+            return NULL;
+        }
+    }
+    Pending *self = (Pending *)type->tp_alloc(type, 0);
+    if (self != NULL) {
+        self->maxlen = bound;
+    }
+    return (PyObject *)self;
+}
+
+static PyObject *
+Pending_repr(Pending *self)
+{
+    return PyUnicode_FromFormat("<samplez Pending: %zd events>", self->size);
+}
+
+static int
+Pending_traverse(Pending *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    for (Py_ssize_t i = 0; i < self->size; i++) {
+        Record *record = &RECORD(self, i);
+        Py_VISIT(record->key);
+        Py_VISIT(record->value);
+        Py_VISIT(record->when);
+    }
+    return 0;
+}
+
+static int
+Pending_clear(Pending *self)
+{
+    Py_XDECREF(Pending_clear_method(self, NULL));
+    return 0;
+}
+
+static void
+Pending_dealloc(Pending *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Pending_clear(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static PyMethodDef Pending_methods[] = {
+    {"append", (PyCFunction)Pending_append, METH_O, "Add an event on the right."},
+    {"extend", (PyCFunction)Pending_extend, METH_O, "Add events on the right, in order."},
+    {"extendleft", (PyCFunction)Pending_extendleft, METH_O, "Add events on the left, each before the last (as deque.extendleft)."},
+    {"popleft", (PyCFunction)Pending_popleft, METH_NOARGS, "Remove and return the oldest event."},
+    {"clear", (PyCFunction)Pending_clear_method, METH_NOARGS, "Remove every event."},
+    {"take_groups", (PyCFunction)Pending_take_groups, METH_NOARGS, "Remove every event: {slot: [events, oldest first]}."},
+    {NULL},
+};
+
+static PyType_Slot Pending_slots[] = {
+    {Py_tp_doc, "Pending([maxlen]): the process batch's events, in order, as deque would keep them (samplez._speedups)."},
+    {Py_tp_new, Pending_new},
+    {Py_tp_repr, Pending_repr},
+    {Py_tp_methods, Pending_methods},
+    {Py_sq_length, Pending_length},
+    {Py_sq_item, Pending_item},
+    {Py_tp_traverse, Pending_traverse},
+    {Py_tp_clear, Pending_clear},
+    {Py_tp_dealloc, Pending_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec Pending_spec = {
+    .name = "samplez._speedups.Pending",
+    .basicsize = sizeof(Pending),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = Pending_slots,
+};
+
+/* What Engine.add/extend do once events are in: trim to max_pending, start
+ * the flusher. ``size`` is the process batch's length. Returns 0 or -1. */
+static int
+settle(Py_ssize_t size)
+{
     PyObject *max = engine_get(s_max_pending);
     if (max == NULL) {
-        return NULL;
+        return -1;
     }
     Py_ssize_t limit = PyLong_AsSsize_t(max);
     Py_DECREF(max);
     if (limit == -1 && PyErr_Occurred()) {
-        return NULL;
+        return -1;
     }
-    if (size > limit) {
-        result = PyObject_CallMethodNoArgs(engine, s_trim);
-        if (result == NULL) {
-            return NULL;
-        }
-        Py_DECREF(result);
+    if (size > limit && done(PyObject_CallMethodNoArgs(engine, s_trim)) < 0) {
+        return -1;
     }
     PyObject *thread = engine_get(s_thread);
     if (thread == NULL) {
-        return NULL;
+        return -1;
     }
     Py_DECREF(thread);
-    if (thread == Py_None) {
-        PyObject *mode = engine_get(s_flush_mode);
-        if (mode == NULL) {
-            return NULL;
-        }
-        int background = PyObject_RichCompareBool(mode, s_background, Py_EQ);
-        Py_DECREF(mode);
-        if (background < 0) {
-            return NULL;
-        }
-        if (background) {
-            return PyObject_CallMethodNoArgs(engine, s_start);
+    if (thread != Py_None) {
+        return 0;
+    }
+    PyObject *mode = engine_get(s_flush_mode);
+    if (mode == NULL) {
+        return -1;
+    }
+    int background = PyObject_RichCompareBool(mode, s_background, Py_EQ);
+    Py_DECREF(mode);
+    if (background <= 0) {
+        return background;
+    }
+    return done(PyObject_CallMethodNoArgs(engine, s_start));
+}
+
+/* Add to the process batch the events of a request's ``batch`` ({(slot,
+ * key): value}), or, with ``batch`` NULL, the one event (slot, key, value),
+ * all stamped ``when``; then settle(). The process batch is a Pending, or
+ * anything with extend() (a deque: bench/_wsgi_app.py's stages). */
+static int
+add(PyObject *batch, PyObject *slot, PyObject *key, PyObject *value, PyObject *when)
+{
+    PyObject *pending = engine_get(s_pending);
+    if (pending == NULL) {
+        return -1;
+    }
+    Py_ssize_t count = batch == NULL ? 1 : PyDict_GET_SIZE(batch), size = -1;
+    if (Py_IS_TYPE(pending, pending_type)) {
+        Pending *into = (Pending *)pending;
+        if (pending_reserve(into, count) == 0) {
+            if (batch == NULL) {
+                pending_push(into, slot, key, value, when, 0);
+            }
+            Py_ssize_t pos = 0;
+            PyObject *entry;
+            while (batch != NULL && PyDict_Next(batch, &pos, &entry, &value)) {
+                pending_push(into, PyTuple_GET_ITEM(entry, 0), PyTuple_GET_ITEM(entry, 1), value, when, 0);
+            }
+            size = into->size;
         }
     }
-    Py_RETURN_NONE;
+    else {
+        PyObject *events = PyList_New(0);
+        Py_ssize_t pos = 0;
+        PyObject *entry;
+        if (events != NULL && batch == NULL) {
+            PyObject *event = make_event(slot, key, value, when);
+            if (event == NULL || PyList_Append(events, event) < 0) {
+                Py_CLEAR(events);
+            }
+            Py_XDECREF(event);
+        }
+        while (events != NULL && batch != NULL && PyDict_Next(batch, &pos, &entry, &value)) {
+            PyObject *event = make_event(PyTuple_GET_ITEM(entry, 0), PyTuple_GET_ITEM(entry, 1), value, when);
+            if (event == NULL || PyList_Append(events, event) < 0) {
+                Py_CLEAR(events);
+            }
+            Py_XDECREF(event);
+        }
+        if (events != NULL && done(PyObject_CallMethodOneArg(pending, s_extend, events)) == 0) {
+            size = PyObject_Size(pending);
+        }
+        Py_XDECREF(events);
+    }
+    Py_DECREF(pending);
+    return size < 0 ? -1 : settle(size);
 }
 
 /* The time events are stamped with: engine.clock(). */
@@ -137,20 +538,6 @@ now(void)
     PyObject *when = PyObject_CallNoArgs(clock);
     Py_DECREF(clock);
     return when;
-}
-
-/* An event (slot, key, value, when); untracked when it holds no
- * container, as the collector has nothing to find in it: left tracked,
- * every pending event is walked by each young collection until it is
- * applied (docs/PERFORMANCE.md). */
-static PyObject *
-make_event(PyObject *slot, PyObject *key, PyObject *value, PyObject *when)
-{
-    PyObject *event = PyTuple_Pack(4, slot, key, value, when);
-    if (event != NULL && !PyObject_GC_IsTracked(value)) {
-        PyObject_GC_UnTrack(event);
-    }
-    return event;
 }
 
 /* -- set ----------------------------------------------------------------- */
@@ -201,17 +588,14 @@ sz_set(PyObject *module, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwn
     }
     if (batch == NULL || !PyDict_CheckExact(batch)) { /* outside a request: one event */
         Py_XDECREF(batch);
-        PyObject *when = now(), *event = NULL, *result = NULL;
-        if (when != NULL) {
-            event = make_event(slot, key, value, when);
-            Py_DECREF(when);
-        }
+        PyObject *when = now();
+        int failed = when == NULL || add(NULL, slot, key, value, when) < 0;
+        Py_XDECREF(when);
         Py_DECREF(slot);
-        if (event != NULL) {
-            result = enqueue(s_append, event);
-            Py_DECREF(event);
+        if (failed) {
+            return NULL;
         }
-        return result;
+        Py_RETURN_NONE;
     }
     PyObject *entry = PyTuple_Pack(2, slot, key);
     Py_DECREF(slot);
@@ -229,17 +613,6 @@ sz_set(PyObject *module, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwn
 }
 
 /* -- finish: a request batch joins the process batch ---------------------- */
-
-/* 0 for a call's result (released), -1 for its failure. */
-static int
-done(PyObject *result)
-{
-    if (result == NULL) {
-        return -1;
-    }
-    Py_DECREF(result);
-    return 0;
-}
 
 /* Returns 0, or -1 with an exception set (which the middleware reports as
  * unraisable: a failed fold costs the samples, never the response). */
@@ -270,25 +643,8 @@ finish(PyObject *batch)
         Py_XDECREF(traceback);
         return result;
     }
-    PyObject *events = PyList_New(PyDict_GET_SIZE(batch));
-    if (events == NULL) {
-        Py_DECREF(when);
-        return -1;
-    }
-    Py_ssize_t pos = 0, i = 0;
-    PyObject *entry, *value;
-    while (PyDict_Next(batch, &pos, &entry, &value)) {
-        PyObject *event = make_event(PyTuple_GET_ITEM(entry, 0), PyTuple_GET_ITEM(entry, 1), value, when);
-        if (event == NULL) {
-            Py_DECREF(when);
-            Py_DECREF(events);
-            return -1;
-        }
-        PyList_SET_ITEM(events, i++, event);
-    }
+    int result = add(batch, NULL, NULL, NULL, when);
     Py_DECREF(when);
-    int result = done(enqueue(s_extend, events));
-    Py_DECREF(events);
     return result;
 }
 
@@ -753,7 +1109,6 @@ PyInit__speedups(void)
     INTERN(s_empty, "");
     INTERN(s_serve_dashboard, "_serve_dashboard");
     INTERN(s_close, "close");
-    INTERN(s_append, "append");
     if ((one = PyLong_FromLong(1)) == NULL) {
         return NULL;
     }
@@ -769,6 +1124,11 @@ PyInit__speedups(void)
     }
     closing_c_type = (PyTypeObject *)PyType_FromSpec(&Closing_spec);
     if (closing_c_type == NULL || PyModule_AddObject(module, "Closing", Py_NewRef((PyObject *)closing_c_type)) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    pending_type = (PyTypeObject *)PyType_FromSpec(&Pending_spec);
+    if (pending_type == NULL || PyModule_AddObject(module, "Pending", Py_NewRef((PyObject *)pending_type)) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -197,5 +197,6 @@ python_finish = finish
 if speedups is not None:
     # The C versions hand every call off their usual path to these twins.
     speedups.setup(request_var, engine, python_set, python_finish, clock_failed, _SIDE)
+    engine.use_pending(speedups.Pending)
     set = speedups.set  # noqa: A001
     finish = speedups.finish

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from itertools import repeat, starmap
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Protocol
 
 from . import flush as _flush
 from .errors import ConfigError
@@ -64,6 +64,19 @@ def _checked_clock(clock: Any) -> Callable[[], float]:
     return clock  # type: ignore[no-any-return]
 
 
+class PendingEvents(Protocol):
+    """What the engine needs of its pending batch: a ``deque`` of events, or
+    ``_speedups.Pending``, which keeps them the same way in less memory."""
+
+    def append(self, event: Event, /) -> None: ...
+    def extend(self, events: Iterable[Event], /) -> None: ...
+    def extendleft(self, events: Iterable[Event], /) -> None: ...
+    def popleft(self) -> Event: ...
+    def clear(self) -> None: ...
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int, /) -> Event: ...
+
+
 class Engine:
     def __init__(self) -> None:
         self.store: Store = MemoryStore()
@@ -74,7 +87,9 @@ class Engine:
         self.flush_mode = "background"
         # A deque: dropping the oldest when full is O(1) per event, so a dead
         # store never makes the request path slower (bench/bench_memory.py).
-        self._pending: deque[Event] = deque()
+        # With the C request path, a _speedups.Pending (see use_pending).
+        self._new_pending: Callable[[], PendingEvents] = deque
+        self._pending: PendingEvents = deque()
         self._dropped = 0
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -184,9 +199,25 @@ class Engine:
         # would also compare every event with the sentinel).
         return list(starmap(pending.popleft, repeat((), len(pending))))
 
+    def _take_groups(self) -> dict[int, list[Event]]:
+        """``_take()``, grouped by slot: ``{slot: [events, oldest first]}``."""
+        take_groups = getattr(self._pending, "take_groups", None)
+        if take_groups is not None:  # _speedups.Pending groups as it takes
+            return take_groups()  # type: ignore[no-any-return]
+        return _flush.group(self._take())
+
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    def use_pending(self, kind: Callable[[], PendingEvents]) -> None:
+        """Keep pending events in ``kind()`` from now on (and after a fork),
+        moving those pending now into it."""
+        with self._lock:
+            events = self._take()
+            self._new_pending = kind
+            self._pending = kind()
+            self._pending.extend(events)
 
     # -- the flusher ----------------------------------------------------------
 
@@ -215,15 +246,15 @@ class Engine:
         """Apply every pending event now; return what this flush did."""
         with self._flush_lock:
             with self._lock:
-                events = self._take()
+                groups = self._take_groups()
                 dropped, self._dropped = self._dropped, 0
             totals = _flush.FlushTotals()
-            if events:
+            if groups:
                 try:
-                    totals = _flush.run(events, self.context())
+                    totals = _flush.run(groups, self.context())
                 except Exception as exc:
                     log.exception("samplez: flush failed")
-                    totals.failed, totals.errors = len(events), totals.errors + 1
+                    totals.failed, totals.errors = sum(map(len, groups.values())), totals.errors + 1
                     self.health["last_error"] = repr(exc)
             if totals.retry:
                 with self._lock:
@@ -257,7 +288,7 @@ class Engine:
             thread.join(timeout=5)
 
     def _after_fork_in_child(self) -> None:
-        self._pending = deque()
+        self._pending = self._new_pending()
         self._dropped = 0
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()

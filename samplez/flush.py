@@ -10,7 +10,7 @@ from typing import Any, Sequence
 from .metric import MAX_ROUNDS, Context, Event, Outcome, Plan, metric_at
 from .store.base import Op, count_failures
 
-__all__ = ["FlushTotals", "run"]
+__all__ = ["FlushTotals", "group", "run"]
 
 log = logging.getLogger("samplez.flush")
 
@@ -28,7 +28,8 @@ class FlushTotals:
         self.retry: list[Event] = []
 
 
-def _group(events: Sequence[Event]) -> dict[int, list[Event]]:
+def group(events: Sequence[Event]) -> dict[int, list[Event]]:
+    """``{slot: [events, in order]}``."""
     groups: dict[int, list[Event]] = {}
     for event in events:
         try:
@@ -38,11 +39,11 @@ def _group(events: Sequence[Event]) -> dict[int, list[Event]]:
     return groups
 
 
-def run(events: Sequence[Event], ctx: Context) -> FlushTotals:
-    """Apply ``events`` to ``ctx.store``."""
+def run(groups: dict[int, list[Event]], ctx: Context) -> FlushTotals:
+    """Apply ``groups`` (events by slot, from :func:`group`) to ``ctx.store``."""
     totals = FlushTotals()
     live: list[tuple[Plan, list[Op], int]] = []
-    for slot, batch in _group(events).items():
+    for slot, batch in groups.items():
         metric = metric_at(slot)
         if metric is None:  # dropped by its owner before its events were applied
             totals.failed += len(batch)

@@ -10,6 +10,7 @@ import gc
 import os
 import subprocess
 import sys
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ import webtest
 import samplez
 from samplez import batch
 from samplez.engine import engine
+from samplez.flush import group
 from samplez.middleware import Middleware
 from tests.conftest import unique_name
 
@@ -113,7 +115,7 @@ def test_the_wrapped_app_can_be_replaced(samplez_on, config):
 @needs_c
 def test_c_events_are_untracked_as_they_are_made(samplez_on, config):
     # The Python twin's events are untracked at their first collection; the
-    # C twin's never enter one, so young collections have nothing to walk.
+    # C twin keeps none as objects, and makes them untracked when read out.
     gc.disable()
     try:
 
@@ -179,3 +181,140 @@ def test_a_clock_that_fails_once_drops_that_request_and_is_not_asked_again(sampl
     assert engine.pending == 0
     samplez.flush()
     assert engine.health["dropped"] == dropped + 1
+
+
+# -- the process batch: _speedups.Pending, a deque in less memory -------------
+
+
+def pending_kinds():
+    kinds = [pytest.param(deque, id="deque")]
+    if batch.speedups is not None:
+        kinds.append(pytest.param(batch.speedups.Pending, id="Pending"))
+    return kinds
+
+
+def event(n: int, slot: int = 1) -> tuple[int, str, float, float]:
+    return (slot, f"key{n % 7}", float(n), 1000.0 + n)
+
+
+@needs_c
+def test_with_the_c_path_the_process_batch_is_a_pending_also_after_a_fork(samplez_on, config):
+    samplez.set(config, "k", 1)
+    assert type(engine._pending) is batch.speedups.Pending
+    assert list(engine._pending)[0][1:3] == ("k", 1)
+    pid = os.fork()
+    if pid == 0:  # the child starts with an empty batch of the same kind
+        os._exit(0 if type(engine._pending) is batch.speedups.Pending and not engine._pending else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.parametrize("kind", pending_kinds())
+def test_pending_keeps_events_as_a_deque_does(kind):
+    # The engine uses append, extend, extendleft, popleft, len, [i] and
+    # clear; the same moves on both give the same events, also as the ring
+    # wraps around and grows (seeded random walk against a deque).
+    import random
+
+    rng = random.Random(7)
+    mine, model = kind(), deque()
+
+    def both(method, argument):
+        getattr(mine, method)(argument)
+        getattr(model, method)(argument)
+
+    for n in range(5000):
+        move = rng.random()
+        if move < 0.4:
+            both("append", event(n))
+        elif move < 0.6:
+            both("extend", [event(n * 10 + i) for i in range(rng.randrange(0, 90))])
+        elif move < 0.7:
+            both("extendleft", [event(n * 10 + i) for i in range(rng.randrange(0, 9))])
+        elif model:
+            for _ in range(rng.randrange(1, 40)):
+                if model:
+                    assert mine.popleft() == model.popleft()
+        assert len(mine) == len(model)
+        if model and n % 50 == 0:
+            assert mine[0] == model[0] and mine[-1] == model[-1]
+    assert list(mine) == list(model)
+    mine.clear()
+    assert len(mine) == 0 and not mine and list(mine) == []
+    with pytest.raises(IndexError):
+        mine.popleft()
+    with pytest.raises(IndexError):
+        mine[0]
+
+
+@pytest.mark.parametrize("kind", pending_kinds())
+def test_pending_with_a_maxlen_drops_as_a_deque_does(kind):
+    mine, model = kind(maxlen=3), deque(maxlen=3)
+    for pending in (mine, model):
+        pending.extend([event(1), event(2)])
+        pending.extend([event(3), event(4)])
+        pending.extendleft([event(0)])
+        pending.append(event(9))
+    assert list(mine) == list(model) == [event(2), event(3), event(9)]
+    nothing = kind(maxlen=0)  # bench/_wsgi_app.py's fold stage throws events away so
+    nothing.extend([event(1)])
+    assert len(nothing) == 0
+
+
+@needs_c
+def test_pending_refuses_what_is_not_an_event_and_adds_nothing_then():
+    pending = batch.speedups.Pending()
+    with pytest.raises(TypeError, match="an event is a"):
+        pending.extend([event(1), (1, "k")])
+    with pytest.raises(TypeError, match="an event is a"):
+        pending.append("not an event")
+    with pytest.raises(TypeError):
+        pending.extend(5)
+    with pytest.raises(ValueError, match="maxlen"):
+        batch.speedups.Pending(maxlen=-1)
+    assert len(pending) == 0
+
+
+@needs_c
+def test_pending_holds_its_references_and_gives_them_back():
+    key, value = "".join(["a", "key"]), 1234.5 * 3
+    keys, values = sys.getrefcount(key), sys.getrefcount(value)
+    pending = batch.speedups.Pending()
+    pending.extend([(1, key, value, 1.0)] * 1000)
+    assert sys.getrefcount(key) == keys + 1000
+    for _ in range(500):
+        pending.popleft()
+    pending.extendleft([(1, key, value, 1.0)] * 10)
+    pending.take_groups()
+    pending.extend([(1, key, value, 1.0)] * 10)
+    del pending
+    assert (sys.getrefcount(key), sys.getrefcount(value)) == (keys, values)
+
+
+@needs_c
+def test_a_cycle_through_a_pending_event_is_collected():
+    import weakref
+
+    class Holder:
+        pass
+
+    holder = Holder()
+    holder.pending = batch.speedups.Pending()
+    holder.pending.append((1, "k", holder, 1.0))  # value -> holder -> pending -> value
+    alive = weakref.ref(holder)
+    del holder
+    gc.collect()
+    assert alive() is None
+
+
+@needs_c
+def test_take_groups_is_the_flush_grouping_and_empties_the_batch():
+    pending = batch.speedups.Pending()
+    events = [event(n, slot=n % 3) for n in range(100)] + [event(100, slot=1001)]
+    pending.extend(events)
+    pending.append((int("1001"), "same slot, another int object", 1, 2.0))
+    expected = group(list(pending))
+    assert pending.take_groups() == expected
+    assert list(expected[1001])[-1][1] == "same slot, another int object"
+    assert len(pending) == 0 and pending.take_groups() == {}
+    assert not any(gc.is_tracked(e) for events in expected.values() for e in events)
