@@ -302,14 +302,23 @@ Pending_take_groups(Pending *self, PyObject *unused)
                 break;
             }
         }
-        PyObject *event = record_event(*record);
+        PyObject *event = PyTuple_New(4);
         if (event == NULL || PyList_Append(group, event) < 0) {
             Py_XDECREF(event);
             Py_CLEAR(groups);
             break;
         }
-        Py_DECREF(event);
-        record_release(pending_pop(self));
+        Py_DECREF(event); /* the group holds it */
+        /* The event takes the record's references: no count changes on
+         * objects the request threads are using. */
+        Record taken = pending_pop(self);
+        PyTuple_SET_ITEM(event, 0, taken.slot);
+        PyTuple_SET_ITEM(event, 1, taken.key);
+        PyTuple_SET_ITEM(event, 2, taken.value);
+        PyTuple_SET_ITEM(event, 3, taken.when);
+        if (!PyObject_GC_IsTracked(taken.value)) {
+            PyObject_GC_UnTrack(event);
+        }
     }
     Py_XDECREF(slot);
     return groups;
