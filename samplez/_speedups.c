@@ -96,7 +96,7 @@ typedef struct {
     Py_ssize_t head;      /* where the oldest event is */
     Py_ssize_t size;
     Py_ssize_t capacity;
-    Py_ssize_t maxlen;    /* -1 for no bound; else the oldest are dropped */
+    int discard;          /* Pending(maxlen=0): keeps nothing (bench stages) */
 } Pending;
 
 static PyTypeObject *pending_type;
@@ -152,24 +152,15 @@ record_release(Record record)
     Py_DECREF(record.when);
 }
 
-/* Keeps new references to the four; room was reserved. With a maxlen, the
- * oldest event past it is dropped (all of them when maxlen is 0). */
+/* Keeps new references to the four; room was reserved. Allocates
+ * nothing, so no collection (and no finalizer) runs in a loop of these. */
 static void
 pending_push(Pending *self, PyObject *slot, PyObject *key, PyObject *value, PyObject *when, int left)
 {
-    if (self->maxlen == 0) {
+    if (self->discard) {
         return;
     }
     Record record = {Py_NewRef(slot), Py_NewRef(key), Py_NewRef(value), Py_NewRef(when)};
-    int full = self->maxlen > 0 && self->size == self->maxlen;
-    Record dropped = {NULL};
-    if (full && !left) {
-        dropped = pending_pop(self);
-    }
-    else if (full) {  /* as deque.appendleft: the newest falls off the right */
-        self->size--;
-        dropped = RECORD(self, self->size);
-    }
     if (left) {
         self->head = (self->head - 1) & (self->capacity - 1);
         self->items[self->head] = record;
@@ -178,27 +169,35 @@ pending_push(Pending *self, PyObject *slot, PyObject *key, PyObject *value, PyOb
         RECORD(self, self->size) = record;
     }
     self->size++;
-    if (dropped.slot != NULL) {
-        record_release(dropped); /* last: a destructor may run here */
-    }
 }
 
-/* An event as a tuple; untracked when it holds no container, as the
- * collector has nothing to find in it. */
+/* An event as a tuple that takes the record's references (released if it
+ * cannot be made); untracked when it holds no container, as the collector
+ * has nothing to find in it. The references are the caller's, so a
+ * collection run by the allocation cannot free them. */
 static PyObject *
-make_event(PyObject *slot, PyObject *key, PyObject *value, PyObject *when)
+event_from(Record owned)
 {
-    PyObject *event = PyTuple_Pack(4, slot, key, value, when);
-    if (event != NULL && !PyObject_GC_IsTracked(value)) {
+    PyObject *event = PyTuple_New(4);
+    if (event == NULL) {
+        record_release(owned);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(event, 0, owned.slot);
+    PyTuple_SET_ITEM(event, 1, owned.key);
+    PyTuple_SET_ITEM(event, 2, owned.value);
+    PyTuple_SET_ITEM(event, 3, owned.when);
+    if (!PyObject_GC_IsTracked(owned.value)) {
         PyObject_GC_UnTrack(event);
     }
     return event;
 }
 
 static PyObject *
-record_event(Record record)
+make_event(PyObject *slot, PyObject *key, PyObject *value, PyObject *when)
 {
-    return make_event(record.slot, record.key, record.value, record.when);
+    Record owned = {Py_NewRef(slot), Py_NewRef(key), Py_NewRef(value), Py_NewRef(when)};
+    return event_from(owned);
 }
 
 /* The items of ``events`` (a list or tuple of events), checked. */
@@ -271,10 +270,7 @@ Pending_popleft(Pending *self, PyObject *unused)
         PyErr_SetString(PyExc_IndexError, "pop from an empty Pending");
         return NULL;
     }
-    Record record = pending_pop(self);
-    PyObject *event = record_event(record);
-    record_release(record);
-    return event;
+    return event_from(pending_pop(self));
 }
 
 /* Every event, removed: {slot: [events, oldest first]}, the grouping the
@@ -286,9 +282,15 @@ Pending_take_groups(Pending *self, PyObject *unused)
     PyObject *slot = NULL;  /* the last event's (a reference): runs of one slot are usual */
     PyObject *group = NULL; /* its list, held by groups */
     while (groups != NULL && self->size > 0) {
-        Record *record = &self->items[self->head];
-        if (record->slot != slot) {
-            Py_XSETREF(slot, Py_NewRef(record->slot));
+        /* Popped first: what allocations below may run (a collection, a
+         * finalizer) cannot reach the event, whose references it owns. */
+        PyObject *event = event_from(pending_pop(self));
+        if (event == NULL) {
+            Py_CLEAR(groups);
+            break;
+        }
+        if (PyTuple_GET_ITEM(event, 0) != slot) {
+            Py_XSETREF(slot, Py_NewRef(PyTuple_GET_ITEM(event, 0)));
             group = PyDict_GetItemWithError(groups, slot);
             if (group == NULL && !PyErr_Occurred()) {
                 group = PyList_New(0);
@@ -297,28 +299,11 @@ Pending_take_groups(Pending *self, PyObject *unused)
                 }
                 Py_XDECREF(group); /* groups holds it */
             }
-            if (group == NULL) {
-                Py_CLEAR(groups);
-                break;
-            }
         }
-        PyObject *event = PyTuple_New(4);
-        if (event == NULL || PyList_Append(group, event) < 0) {
-            Py_XDECREF(event);
+        if (group == NULL || PyList_Append(group, event) < 0) {
             Py_CLEAR(groups);
-            break;
         }
-        Py_DECREF(event); /* the group holds it */
-        /* The event takes the record's references: no count changes on
-         * objects the request threads are using. */
-        Record taken = pending_pop(self);
-        PyTuple_SET_ITEM(event, 0, taken.slot);
-        PyTuple_SET_ITEM(event, 1, taken.key);
-        PyTuple_SET_ITEM(event, 2, taken.value);
-        PyTuple_SET_ITEM(event, 3, taken.when);
-        if (!PyObject_GC_IsTracked(taken.value)) {
-            PyObject_GC_UnTrack(event);
-        }
+        Py_DECREF(event);
     }
     Py_XDECREF(slot);
     return groups;
@@ -351,7 +336,8 @@ Pending_item(Pending *self, Py_ssize_t i)
         PyErr_SetString(PyExc_IndexError, "Pending index out of range");
         return NULL;
     }
-    return record_event(RECORD(self, i));
+    Record record = RECORD(self, i);
+    return make_event(record.slot, record.key, record.value, record.when);
 }
 
 static PyObject *
@@ -362,20 +348,18 @@ Pending_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:Pending", keywords, &maxlen)) {
         return NULL;
     }
-    Py_ssize_t bound = -1;
+    int discard = 0;
     if (maxlen != Py_None) {
-        bound = PyLong_AsSsize_t(maxlen);
-        if (bound == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (bound < 0) {
-            PyErr_SetString(PyExc_ValueError, "maxlen must be non-negative");
+        discard = PyLong_Check(maxlen) && PyLong_AsLong(maxlen) == 0;
+        if (!discard) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "Pending keeps every event (maxlen=None) or none (maxlen=0), got maxlen=%R", maxlen);
             return NULL;
         }
     }
     Pending *self = (Pending *)type->tp_alloc(type, 0);
     if (self != NULL) {
-        self->maxlen = bound;
+        self->discard = discard;
     }
     return (PyObject *)self;
 }
@@ -427,7 +411,7 @@ static PyMethodDef Pending_methods[] = {
 };
 
 static PyType_Slot Pending_slots[] = {
-    {Py_tp_doc, "Pending([maxlen]): the process batch's events, in order, as deque would keep them (samplez._speedups)."},
+    {Py_tp_doc, "Pending(maxlen=None): the process batch's events, in order, as a deque keeps them; maxlen=0 keeps none (samplez._speedups)."},
     {Py_tp_new, Pending_new},
     {Py_tp_repr, Pending_repr},
     {Py_tp_methods, Pending_methods},
