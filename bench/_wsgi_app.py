@@ -13,12 +13,12 @@
 app with ``BENCH_BURN_US`` µs of CPU spent before the response is returned,
 or in the body's ``close()``, after the server has written it.
 
-The ``stage_*`` modes (``bench_stages.py``, raw WSGI app only) serve
+The ``stage_*`` modes (``bench_stages.py``, raw WSGI or Flask app) serve
 ``wrapped`` with samplez cut short after a stage, to price each stage
 inside a worker: ``stage_middleware`` (the middleware around the bare app,
 no ``set``),
 ``stage_fold`` (the 3 sets, folded into events, which are then thrown
-away: the process batch is a deque that keeps nothing) and
+away: the process batch is one of its own kind that keeps nothing) and
 ``stage_pending`` (kept in the process batch; the flusher throws them away
 instead of applying them).
 
@@ -113,12 +113,10 @@ BURN = float(os.environ.get("BENCH_BURN_US", "5")) * 1e-6
 
 def cut_short(mode: str) -> None:
     """Stop samplez after the stage ``mode`` names (the ``stage_*`` modes)."""
-    from collections import deque
-
     from samplez.engine import engine
 
-    if mode == "stage_fold":  # both twins of the fold extend this deque
-        engine._pending = deque(maxlen=0)
+    if mode == "stage_fold":  # a batch of the engine's own kind that keeps nothing
+        engine._pending = type(engine._pending)(maxlen=0)
     elif mode == "stage_pending":
         engine.flush = engine.clear  # type: ignore[assignment, method-assign]
 

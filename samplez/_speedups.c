@@ -467,57 +467,37 @@ settle(Py_ssize_t size)
     return done(PyObject_CallMethodNoArgs(engine, s_start));
 }
 
-/* Add to the process batch the events of a request's ``batch`` ({(slot,
- * key): value}), or, with ``batch`` NULL, the one event (slot, key, value),
- * all stamped ``when``; then settle(). The process batch is a Pending, or
- * anything with extend() (a deque: bench/_wsgi_app.py's stages). */
-static int
-add(PyObject *batch, PyObject *slot, PyObject *key, PyObject *value, PyObject *when)
+/* engine._pending if it is a Pending (a new reference), else NULL, with an
+ * exception only if reading it failed: any other batch (a deque the engine
+ * was given, as bench/_wsgi_app.py's stages may) is the Python twin's. */
+static Pending *
+c_pending(void)
 {
     PyObject *pending = engine_get(s_pending);
-    if (pending == NULL) {
+    if (pending != NULL && !Py_IS_TYPE(pending, pending_type)) {
+        Py_CLEAR(pending);
+    }
+    return (Pending *)pending;
+}
+
+/* Add to ``into`` the events of a request's ``batch`` ({(slot, key):
+ * value}), or, with ``batch`` NULL, the one event (slot, key, value), all
+ * stamped ``when``; then settle(). */
+static int
+add(Pending *into, PyObject *batch, PyObject *slot, PyObject *key, PyObject *value, PyObject *when)
+{
+    if (pending_reserve(into, batch == NULL ? 1 : PyDict_GET_SIZE(batch)) < 0) {
         return -1;
     }
-    Py_ssize_t count = batch == NULL ? 1 : PyDict_GET_SIZE(batch), size = -1;
-    if (Py_IS_TYPE(pending, pending_type)) {
-        Pending *into = (Pending *)pending;
-        if (pending_reserve(into, count) == 0) {
-            if (batch == NULL) {
-                pending_push(into, slot, key, value, when, 0);
-            }
-            Py_ssize_t pos = 0;
-            PyObject *entry;
-            while (batch != NULL && PyDict_Next(batch, &pos, &entry, &value)) {
-                pending_push(into, PyTuple_GET_ITEM(entry, 0), PyTuple_GET_ITEM(entry, 1), value, when, 0);
-            }
-            size = into->size;
-        }
+    if (batch == NULL) {
+        pending_push(into, slot, key, value, when, 0);
     }
-    else {
-        PyObject *events = PyList_New(0);
-        Py_ssize_t pos = 0;
-        PyObject *entry;
-        if (events != NULL && batch == NULL) {
-            PyObject *event = make_event(slot, key, value, when);
-            if (event == NULL || PyList_Append(events, event) < 0) {
-                Py_CLEAR(events);
-            }
-            Py_XDECREF(event);
-        }
-        while (events != NULL && batch != NULL && PyDict_Next(batch, &pos, &entry, &value)) {
-            PyObject *event = make_event(PyTuple_GET_ITEM(entry, 0), PyTuple_GET_ITEM(entry, 1), value, when);
-            if (event == NULL || PyList_Append(events, event) < 0) {
-                Py_CLEAR(events);
-            }
-            Py_XDECREF(event);
-        }
-        if (events != NULL && done(PyObject_CallMethodOneArg(pending, s_extend, events)) == 0) {
-            size = PyObject_Size(pending);
-        }
-        Py_XDECREF(events);
+    Py_ssize_t pos = 0;
+    PyObject *entry;
+    while (batch != NULL && PyDict_Next(batch, &pos, &entry, &value)) {
+        pending_push(into, PyTuple_GET_ITEM(entry, 0), PyTuple_GET_ITEM(entry, 1), value, when, 0);
     }
-    Py_DECREF(pending);
-    return size < 0 ? -1 : settle(size);
+    return settle(into->size);
 }
 
 /* The time events are stamped with: engine.clock(). */
@@ -581,9 +561,15 @@ sz_set(PyObject *module, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwn
     }
     if (batch == NULL || !PyDict_CheckExact(batch)) { /* outside a request: one event */
         Py_XDECREF(batch);
+        Pending *into = c_pending();
+        if (into == NULL) {
+            Py_DECREF(slot);
+            return PyErr_Occurred() ? NULL : PyObject_Vectorcall(py_set, args, nargsf, NULL);
+        }
         PyObject *when = now();
-        int failed = when == NULL || add(NULL, slot, key, value, when) < 0;
+        int failed = when == NULL || add(into, NULL, slot, key, value, when) < 0;
         Py_XDECREF(when);
+        Py_DECREF(into);
         Py_DECREF(slot);
         if (failed) {
             return NULL;
@@ -622,8 +608,13 @@ finish(PyObject *batch)
     if (has_side) { /* coin flips or counter values: the Python twin folds it */
         return done(PyObject_CallOneArg(py_finish, batch));
     }
+    Pending *into = c_pending();
+    if (into == NULL) {
+        return PyErr_Occurred() ? -1 : done(PyObject_CallOneArg(py_finish, batch));
+    }
     PyObject *when = now();
     if (when == NULL) { /* the samples are dropped, counted and logged */
+        Py_DECREF(into);
         PyObject *type, *error, *traceback;
         PyErr_Fetch(&type, &error, &traceback);
         PyErr_NormalizeException(&type, &error, &traceback);
@@ -636,8 +627,9 @@ finish(PyObject *batch)
         Py_XDECREF(traceback);
         return result;
     }
-    int result = add(batch, NULL, NULL, NULL, when);
+    int result = add(into, batch, NULL, NULL, NULL, when);
     Py_DECREF(when);
+    Py_DECREF(into);
     return result;
 }
 

@@ -315,3 +315,23 @@ def test_take_groups_is_the_flush_grouping_and_empties_the_batch():
     assert list(expected[1001])[-1][1] == "same slot, another int object"
     assert len(pending) == 0 and pending.take_groups() == {}
     assert not any(gc.is_tracked(e) for events in expected.values() for e in events)
+
+
+def test_a_process_batch_of_another_kind_is_filled_by_the_python_twin(samplez_on, config, clock):
+    # The C fold writes only into a Pending; given a deque, the engine's
+    # Python twin fills it, inside a request and outside one.
+    def app(environ, start_response):
+        samplez.set(config, "in", 1)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    kind = engine._new_pending
+    engine.use_pending(deque)
+    try:
+        samplez.set(config, "out", 2)
+        webtest.TestApp(Middleware(app, flush="background", flush_interval=3600)).get("/")
+        assert type(engine._pending) is deque
+        assert list(engine._pending) == [(config.slot, "out", 2, clock.now), (config.slot, "in", 1, clock.now)]
+    finally:
+        engine.use_pending(kind)
+    assert type(engine._pending) is kind and len(engine._pending) == 2
