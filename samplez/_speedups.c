@@ -35,6 +35,7 @@ static PyObject *s_serve_dashboard, *s_close, *one;
 
 #if PY_VERSION_HEX < 0x030A0000
 static inline PyObject *Py_NewRef(PyObject *o) { Py_INCREF(o); return o; }
+static inline PyObject *Py_XNewRef(PyObject *o) { Py_XINCREF(o); return o; }
 #endif
 
 #define SMALL_INT ((1L << 30) - 1)
@@ -430,6 +431,432 @@ static PyType_Spec Pending_spec = {
     .slots = Pending_slots,
 };
 
+/* -- the request batch ---------------------------------------------------- */
+
+/* What a request's sets leave: one value per (slot, key), the last one
+ * set, in the order the pairs first came; and, under batch._SIDE, what
+ * batch.py's Python keeps besides (coin flips, counter values). A dict
+ * keyed by (slot, key) tuples did this before: each set then built a
+ * tuple and hashed it, and the request freed them all. Here a set is a
+ * scan of the few entries a request holds (an index takes over past
+ * LINEAR_MAX) and an append into storage inside the object.
+ *
+ * Values are numbers, or the str and int items counters take; the side
+ * holds only those. Nothing in a batch can lead back to it, so it is not
+ * tracked by the garbage collector. batch.py's Python reads and writes it
+ * as the mapping it was: b[slot, key] = value, b[_SIDE], get, pop(_SIDE),
+ * items, clear, len. */
+typedef struct {
+    Py_ssize_t slot;   /* compared */
+    PyObject *slot_obj; /* the int the events carry */
+    PyObject *key;
+    PyObject *value;
+} Entry;
+
+#define INLINE_ENTRIES 8
+#define LINEAR_MAX 16
+
+typedef struct {
+    PyObject_HEAD
+    Entry *entries;     /* inline_entries, or a PyMem block when more */
+    Py_ssize_t size;
+    Py_ssize_t capacity;
+    Py_ssize_t *index;  /* NULL, or (past LINEAR_MAX) open addressing: position + 1, 0 for free */
+    Py_ssize_t mask;    /* the index's length - 1 */
+    PyObject *side;     /* batch._SIDE's value, or NULL */
+    Entry inline_entries[INLINE_ENTRIES];
+} Batch;
+
+static PyTypeObject *batch_type;
+
+static int
+same_key(PyObject *a, PyObject *b)
+{
+    return a == b || (PyUnicode_GET_LENGTH(a) == PyUnicode_GET_LENGTH(b) && PyUnicode_Compare(a, b) == 0);
+}
+
+static Py_hash_t
+entry_hash(Py_ssize_t slot, PyObject *key)
+{
+    Py_hash_t hash = PyObject_Hash(key);
+    return hash == -1 ? -1 : hash ^ ((Py_hash_t)slot * 1000003);
+}
+
+/* Where the index has ``hash``'s entry, or the free place for it. */
+static Py_ssize_t *
+index_place(Batch *self, Py_hash_t hash, Py_ssize_t slot, PyObject *key)
+{
+    size_t i = (size_t)hash & (size_t)self->mask;
+    for (size_t perturb = (size_t)hash;; perturb >>= 5) {
+        Py_ssize_t at = self->index[i];
+        if (at == 0 || (self->entries[at - 1].slot == slot && same_key(self->entries[at - 1].key, key))) {
+            return &self->index[i];
+        }
+        i = (i * 5 + perturb + 1) & (size_t)self->mask;
+    }
+}
+
+/* (Re)build the index for ``self->size`` entries and room to grow. */
+static int
+index_build(Batch *self)
+{
+    Py_ssize_t length = 64;
+    while (length < self->size * 3) {
+        length *= 2;
+    }
+    Py_ssize_t *index = PyMem_Calloc(length, sizeof(Py_ssize_t));
+    if (index == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyMem_Free(self->index);
+    self->index = index;
+    self->mask = length - 1;
+    for (Py_ssize_t i = 0; i < self->size; i++) {
+        Entry *entry = &self->entries[i];
+        Py_hash_t hash = entry_hash(entry->slot, entry->key);
+        if (hash == -1) { /* a str subclass's __hash__ raised: scan again */
+            PyMem_Free(self->index);
+            self->index = NULL;
+            return -1;
+        }
+        *index_place(self, hash, entry->slot, entry->key) = i + 1;
+    }
+    return 0;
+}
+
+/* Position of (slot, key), -1 if absent, -2 on error; *place is set to the
+ * index's place for it when there is an index. */
+static Py_ssize_t
+batch_find(Batch *self, Py_ssize_t slot, PyObject *key, Py_ssize_t **place)
+{
+    if (self->index == NULL) {
+        for (Py_ssize_t i = 0; i < self->size; i++) {
+            if (self->entries[i].slot == slot && same_key(self->entries[i].key, key)) {
+                return i;
+            }
+        }
+        return -1;
+    }
+    Py_hash_t hash = entry_hash(slot, key);
+    if (hash == -1) {
+        return -2;
+    }
+    *place = index_place(self, hash, slot, key);
+    return **place - 1;
+}
+
+/* b[slot, key] = value; ``key`` is a str, ``slot_obj`` the int ``slot``. */
+static int
+batch_put(Batch *self, Py_ssize_t slot, PyObject *slot_obj, PyObject *key, PyObject *value)
+{
+    Py_ssize_t *place = NULL;
+    Py_ssize_t at = batch_find(self, slot, key, &place);
+    if (at == -2) {
+        return -1;
+    }
+    if (at >= 0) {
+        Py_SETREF(self->entries[at].value, Py_NewRef(value));
+        return 0;
+    }
+    if (self->size == self->capacity) {
+        if (self->capacity > PY_SSIZE_T_MAX / 2 / (Py_ssize_t)sizeof(Entry)) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        Py_ssize_t capacity = self->capacity * 2;
+        Entry *entries = PyMem_Malloc(capacity * sizeof(Entry));
+        if (entries == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(entries, self->entries, self->size * sizeof(Entry));
+        if (self->entries != self->inline_entries) {
+            PyMem_Free(self->entries);
+        }
+        self->entries = entries;
+        self->capacity = capacity;
+    }
+    self->entries[self->size++] = (Entry){slot, Py_NewRef(slot_obj), Py_NewRef(key), Py_NewRef(value)};
+    if (place != NULL && self->size * 3 <= self->mask + 1) {
+        *place = self->size;
+        return 0;
+    }
+    if (self->size > LINEAR_MAX) { /* first index, or a larger one */
+        return index_build(self);
+    }
+    return 0;
+}
+
+/* Forget the entries, whose references the caller took; the batch is
+ * empty and takes new sets. */
+static void
+batch_forget(Batch *self)
+{
+    if (self->entries != self->inline_entries) {
+        PyMem_Free(self->entries);
+    }
+    PyMem_Free(self->index);
+    self->index = NULL;
+    self->entries = self->inline_entries;
+    self->size = 0;
+    self->capacity = INLINE_ENTRIES;
+}
+
+/* Empty the batch, releasing its entries once they are out of it: a
+ * destructor that runs then may set into it again. */
+static void
+batch_clear(Batch *self)
+{
+    Entry local[INLINE_ENTRIES];
+    Py_ssize_t size = self->size;
+    Entry *entries = self->entries;
+    if (entries == self->inline_entries) {
+        memcpy(local, entries, size * sizeof(Entry));
+        entries = local;
+    }
+    else {
+        self->entries = self->inline_entries; /* the block is freed below, not by batch_forget */
+    }
+    batch_forget(self);
+    for (Py_ssize_t i = 0; i < size; i++) {
+        Py_DECREF(entries[i].slot_obj);
+        Py_DECREF(entries[i].key);
+        Py_DECREF(entries[i].value);
+    }
+    if (entries != local) {
+        PyMem_Free(entries);
+    }
+}
+
+static Batch *
+batch_new(void)
+{
+    Batch *self = PyObject_Malloc(sizeof(Batch));
+    if (self == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    PyObject_Init((PyObject *)self, batch_type); /* takes a reference to the (heap) type */
+    self->entries = self->inline_entries;
+    self->size = 0;
+    self->capacity = INLINE_ENTRIES;
+    self->index = NULL;
+    self->mask = 0;
+    self->side = NULL;
+    return self;
+}
+
+static PyObject *
+Batch_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    if (PyTuple_GET_SIZE(args) || (kwargs != NULL && PyDict_GET_SIZE(kwargs))) {
+        PyErr_SetString(PyExc_TypeError, "Batch() takes no arguments");
+        return NULL;
+    }
+    return (PyObject *)batch_new();
+}
+
+static void
+Batch_dealloc(Batch *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    batch_clear(self);
+    Py_CLEAR(self->side);
+    PyObject_Free(self);
+    Py_DECREF(type);
+}
+
+/* A key as batch.py's Python writes it: 1 for batch._SIDE; 0 for a
+ * (slot, key) pair, unpacked; -1 with TypeError for anything else. */
+static int
+batch_key(PyObject *item, Py_ssize_t *slot, PyObject **slot_obj, PyObject **key)
+{
+    if (item == side_key) {
+        return 1;
+    }
+    if (PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 2 && PyLong_Check(PyTuple_GET_ITEM(item, 0))
+        && PyUnicode_Check(PyTuple_GET_ITEM(item, 1))) {
+        *slot_obj = PyTuple_GET_ITEM(item, 0);
+        *key = PyTuple_GET_ITEM(item, 1);
+        *slot = PyLong_AsSsize_t(*slot_obj);
+        return *slot == -1 && PyErr_Occurred() ? -1 : 0;
+    }
+    PyErr_Format(PyExc_TypeError, "a request batch is keyed by (slot: int, key: str) or batch._SIDE, got %R", item);
+    return -1;
+}
+
+/* The value under ``item``: a borrowed reference, or NULL (with an
+ * exception only on error). */
+static PyObject *
+batch_lookup(Batch *self, PyObject *item)
+{
+    Py_ssize_t slot, *place = NULL;
+    PyObject *slot_obj, *key;
+    int kind = batch_key(item, &slot, &slot_obj, &key);
+    if (kind != 0) {
+        return kind == 1 ? self->side : NULL;
+    }
+    Py_ssize_t at = batch_find(self, slot, key, &place);
+    return at >= 0 ? self->entries[at].value : NULL;
+}
+
+static PyObject *
+Batch_subscript(Batch *self, PyObject *item)
+{
+    PyObject *value = batch_lookup(self, item);
+    if (value == NULL && !PyErr_Occurred()) {
+        PyErr_SetObject(PyExc_KeyError, item);
+    }
+    return Py_XNewRef(value);
+}
+
+static int
+Batch_ass_subscript(Batch *self, PyObject *item, PyObject *value)
+{
+    Py_ssize_t slot;
+    PyObject *slot_obj, *key;
+    int kind = batch_key(item, &slot, &slot_obj, &key);
+    if (kind < 0) {
+        return -1;
+    }
+    if (kind == 1) {
+        if (value == NULL && self->side == NULL) {
+            PyErr_SetObject(PyExc_KeyError, item);
+            return -1;
+        }
+        Py_XSETREF(self->side, Py_XNewRef(value));
+        return 0;
+    }
+    if (value == NULL) {
+        PyErr_SetString(PyExc_TypeError, "a request batch's values are not deleted one by one (clear() empties it)");
+        return -1;
+    }
+    return batch_put(self, slot, slot_obj, key, value);
+}
+
+static Py_ssize_t
+Batch_length(Batch *self)
+{
+    return self->size + (self->side != NULL);
+}
+
+static int
+Batch_contains(Batch *self, PyObject *item)
+{
+    return batch_lookup(self, item) != NULL ? 1 : PyErr_Occurred() ? -1 : 0;
+}
+
+static int
+one_or_two(const char *name, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "%s expected 1 or 2 arguments, got %zd", name, nargs);
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *
+Batch_get(Batch *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!one_or_two("get", nargs)) {
+        return NULL;
+    }
+    PyObject *value = batch_lookup(self, args[0]);
+    if (value == NULL && !PyErr_Occurred()) {
+        value = nargs == 2 ? args[1] : Py_None;
+    }
+    return Py_XNewRef(value);
+}
+
+/* pop(batch._SIDE[, default]): the only entry taken out alone. */
+static PyObject *
+Batch_pop(Batch *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!one_or_two("pop", nargs)) {
+        return NULL;
+    }
+    if (args[0] != side_key) {
+        PyErr_SetString(PyExc_TypeError, "only batch._SIDE is popped from a request batch");
+        return NULL;
+    }
+    PyObject *side = self->side;
+    self->side = NULL;
+    if (side == NULL) {
+        if (nargs == 1) {
+            PyErr_SetObject(PyExc_KeyError, args[0]);
+            return NULL;
+        }
+        return Py_NewRef(args[1]);
+    }
+    return side;
+}
+
+static PyObject *
+Batch_items(Batch *self, PyObject *unused)
+{
+    PyObject *items = PyList_New(0);
+    for (Py_ssize_t i = 0; items != NULL && i < self->size; i++) {
+        Entry *entry = &self->entries[i];
+        PyObject *item = Py_BuildValue("((OO)O)", entry->slot_obj, entry->key, entry->value);
+        if (item == NULL || PyList_Append(items, item) < 0) {
+            Py_CLEAR(items);
+        }
+        Py_XDECREF(item);
+    }
+    if (items != NULL && self->side != NULL) {
+        PyObject *item = PyTuple_Pack(2, side_key, self->side);
+        if (item == NULL || PyList_Append(items, item) < 0) {
+            Py_CLEAR(items);
+        }
+        Py_XDECREF(item);
+    }
+    return items;
+}
+
+static PyObject *
+Batch_clear_method(Batch *self, PyObject *unused)
+{
+    batch_clear(self);
+    Py_CLEAR(self->side);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Batch_repr(Batch *self)
+{
+    return PyUnicode_FromFormat("<samplez request batch: %zd values%s>", self->size, self->side ? ", and more" : "");
+}
+
+static PyMethodDef Batch_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))Batch_get, METH_FASTCALL, "b.get(key[, default])"},
+    {"pop", (PyCFunction)(void (*)(void))Batch_pop, METH_FASTCALL, "b.pop(batch._SIDE[, default])"},
+    {"items", (PyCFunction)Batch_items, METH_NOARGS, "[((slot, key), value), ...], in order, and batch._SIDE's last."},
+    {"clear", (PyCFunction)Batch_clear_method, METH_NOARGS, "Remove everything."},
+    {NULL},
+};
+
+static PyType_Slot Batch_slots[] = {
+    {Py_tp_doc, "Batch(): one request's sets, one value per (slot, key) (samplez._speedups)."},
+    {Py_tp_new, Batch_new},
+    {Py_tp_repr, Batch_repr},
+    {Py_tp_methods, Batch_methods},
+    {Py_mp_subscript, Batch_subscript},
+    {Py_mp_ass_subscript, Batch_ass_subscript},
+    {Py_mp_length, Batch_length},
+    {Py_sq_contains, Batch_contains},
+    {Py_tp_dealloc, Batch_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec Batch_spec = {
+    .name = "samplez._speedups.Batch",
+    .basicsize = sizeof(Batch),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = Batch_slots,
+};
+
 /* What Engine.add/extend do once events are in: trim to max_pending, start
  * the flusher. ``size`` is the process batch's length. Returns 0 or -1. */
 static int
@@ -480,22 +907,29 @@ c_pending(void)
     return (Pending *)pending;
 }
 
-/* Add to ``into`` the events of a request's ``batch`` ({(slot, key):
- * value}), or, with ``batch`` NULL, the one event (slot, key, value), all
+/* Add to ``into`` the events of a request's ``batch``, which is left
+ * empty, or, with ``batch`` NULL, the one event (slot, key, value), all
  * stamped ``when``; then settle(). */
 static int
-add(Pending *into, PyObject *batch, PyObject *slot, PyObject *key, PyObject *value, PyObject *when)
+add(Pending *into, Batch *batch, PyObject *slot, PyObject *key, PyObject *value, PyObject *when)
 {
-    if (pending_reserve(into, batch == NULL ? 1 : PyDict_GET_SIZE(batch)) < 0) {
+    if (pending_reserve(into, batch == NULL ? 1 : batch->size) < 0) {
         return -1;
     }
     if (batch == NULL) {
         pending_push(into, slot, key, value, when, 0);
     }
-    Py_ssize_t pos = 0;
-    PyObject *entry;
-    while (batch != NULL && PyDict_Next(batch, &pos, &entry, &value)) {
-        pending_push(into, PyTuple_GET_ITEM(entry, 0), PyTuple_GET_ITEM(entry, 1), value, when, 0);
+    else if (into->discard) {
+        batch_clear(batch);
+    }
+    else {
+        /* The entries' references move to the records: no code runs. */
+        for (Py_ssize_t i = 0; i < batch->size; i++) {
+            Entry *entry = &batch->entries[i];
+            RECORD(into, into->size) = (Record){entry->slot_obj, entry->key, entry->value, Py_NewRef(when)};
+            into->size++;
+        }
+        batch_forget(batch);
     }
     return settle(into->size);
 }
@@ -559,7 +993,7 @@ sz_set(PyObject *module, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwn
         Py_DECREF(slot);
         return NULL;
     }
-    if (batch == NULL || !PyDict_CheckExact(batch)) { /* outside a request: one event */
+    if (batch == NULL || batch == Py_None) { /* outside a request: one event */
         Py_XDECREF(batch);
         Pending *into = c_pending();
         if (into == NULL) {
@@ -576,15 +1010,18 @@ sz_set(PyObject *module, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwn
         }
         Py_RETURN_NONE;
     }
-    PyObject *entry = PyTuple_Pack(2, slot, key);
-    Py_DECREF(slot);
-    if (entry == NULL) {
-        Py_DECREF(batch);
-        return NULL;
+    int failed = -1;
+    if (Py_IS_TYPE(batch, batch_type)) {
+        Py_ssize_t number = PyLong_AsSsize_t(slot);
+        if (number != -1 || !PyErr_Occurred()) {
+            failed = batch_put((Batch *)batch, number, slot, key, value);
+        }
     }
-    int failed = PyDict_SetItem(batch, entry, value);
-    Py_DECREF(entry);
+    Py_DECREF(slot);
     Py_DECREF(batch);
+    if (failed == -1 && !PyErr_Occurred()) { /* a batch of another kind: the Python twin's */
+        return PyObject_Vectorcall(py_set, args, nargsf, NULL);
+    }
     if (failed) {
         return NULL;
     }
@@ -598,15 +1035,12 @@ sz_set(PyObject *module, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwn
 static int
 finish(PyObject *batch)
 {
-    if (PyDict_GET_SIZE(batch) == 0) {
-        return 0;
-    }
-    int has_side = PyDict_Contains(batch, side_key);
-    if (has_side < 0) {
-        return -1;
-    }
-    if (has_side) { /* coin flips or counter values: the Python twin folds it */
+    if (!Py_IS_TYPE(batch, batch_type) || ((Batch *)batch)->side != NULL) {
+        /* coin flips or counter values, or another kind of batch: the Python twin folds it */
         return done(PyObject_CallOneArg(py_finish, batch));
+    }
+    if (((Batch *)batch)->size == 0) {
+        return 0;
     }
     Pending *into = c_pending();
     if (into == NULL) {
@@ -627,7 +1061,7 @@ finish(PyObject *batch)
         Py_XDECREF(traceback);
         return result;
     }
-    int result = add(into, batch, NULL, NULL, NULL, when);
+    int result = add(into, (Batch *)batch, NULL, NULL, NULL, when);
     Py_DECREF(when);
     Py_DECREF(into);
     return result;
@@ -641,9 +1075,6 @@ sz_finish(PyObject *module, PyObject *batch)
     }
     if (batch == Py_None) {
         Py_RETURN_NONE;
-    }
-    if (!PyDict_CheckExact(batch)) {
-        return PyObject_CallOneArg(py_finish, batch);
     }
     if (finish(batch) < 0) {
         return NULL;
@@ -669,8 +1100,8 @@ static PyTypeObject *closing_c_type;
 static PyObject *
 closing_make(PyTypeObject *type, PyObject *app_iter, PyObject *batch, PyObject *context)
 {
-    if (!PyDict_CheckExact(batch) || !PyContext_CheckExact(context)) {
-        PyErr_SetString(PyExc_TypeError, "Closing(app_iter, request_batch: dict, context: Context)");
+    if (!(Py_IS_TYPE(batch, batch_type) || PyDict_CheckExact(batch)) || !PyContext_CheckExact(context)) {
+        PyErr_SetString(PyExc_TypeError, "Closing(app_iter, request_batch: Batch or dict, context: Context)");
         return NULL;
     }
     Closing *self = (Closing *)type->tp_alloc(type, 0);
@@ -899,7 +1330,7 @@ Base_call(Base *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_AttributeError, "Middleware has no app");
         return NULL;
     }
-    PyObject *batch = PyDict_New();
+    PyObject *batch = (PyObject *)batch_new();
     if (batch == NULL) {
         return NULL;
     }
@@ -1109,6 +1540,11 @@ PyInit__speedups(void)
     }
     closing_c_type = (PyTypeObject *)PyType_FromSpec(&Closing_spec);
     if (closing_c_type == NULL || PyModule_AddObject(module, "Closing", Py_NewRef((PyObject *)closing_c_type)) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    batch_type = (PyTypeObject *)PyType_FromSpec(&Batch_spec);
+    if (batch_type == NULL || PyModule_AddObject(module, "Batch", Py_NewRef((PyObject *)batch_type)) < 0) {
         Py_DECREF(module);
         return NULL;
     }

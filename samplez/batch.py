@@ -3,7 +3,8 @@
 ``set`` runs on the request thread and does only in-memory work: it checks
 the value, then records it in the current request's batch (a ``contextvars``
 variable, so threads and greenlets each see their own) or, outside a
-request, in the process batch. A request's batch is a dict that applies the
+request, in the process batch. A request's batch is a mapping keyed by
+(slot, key) (a dict, or the C module's ``Batch``) that applies the
 request rules as values arrive: one value per (config, key), the last one
 set, kept with probability ``rate`` by one coin flip per key shared by every
 config; counters, which count every ``set``, keep a list beside it. When the
@@ -131,7 +132,7 @@ def _record(batch: dict[Any, Any], targets: tuple[Any, ...], key: str, value: An
 
 def begin() -> Any:
     """Start a request batch in the current context; returns its token."""
-    return request_var.set({})
+    return request_var.set(new_batch())
 
 
 def end(token: Any) -> None:
@@ -165,7 +166,7 @@ def clock_failed(batch: dict[Any, Any], error: BaseException) -> None:
 
 def join(batch: dict[Any, Any], when: float) -> list[Event]:
     """The events of one request's batch, all stamped ``when``; the batch is
-    consumed."""
+    left empty."""
     side = batch.pop(_SIDE, None)
     events: list[Event] = []
     append = events.append
@@ -174,6 +175,7 @@ def join(batch: dict[Any, Any], when: float) -> list[Event]:
     if side is not None:
         for (slot, key), value in side.every:
             append((slot, key, value, when))
+    batch.clear()
     return events
 
 
@@ -194,9 +196,12 @@ def _speedups() -> Any:
 speedups = _speedups()
 python_set = set
 python_finish = finish
+#: What holds a request's sets: a dict, or the C module's ``Batch``.
+new_batch: Any = dict
 if speedups is not None:
     # The C versions hand every call off their usual path to these twins.
     speedups.setup(request_var, engine, python_set, python_finish, clock_failed, _SIDE)
     engine.use_pending(speedups.Pending)
+    new_batch = speedups.Batch
     set = speedups.set  # noqa: A001
     finish = speedups.finish

@@ -335,3 +335,107 @@ def test_a_process_batch_of_another_kind_is_filled_by_the_python_twin(samplez_on
     finally:
         engine.use_pending(kind)
     assert type(engine._pending) is kind and len(engine._pending) == 2
+
+
+def batch_kinds():
+    kinds = [pytest.param(dict, id="dict")]
+    if batch.speedups is not None:
+        kinds.append(pytest.param(batch.speedups.Batch, id="Batch"))
+    return kinds
+
+
+@pytest.mark.parametrize("kind", batch_kinds())
+def test_a_request_batch_keeps_one_value_per_slot_and_key_as_a_dict_does(kind):
+    # batch.py writes b[slot, key] and reads get, in, [], len and items; a
+    # seeded random walk does the same to both. Keys that are equal but
+    # not the same object, and hundreds of pairs, take the C batch past
+    # its inline entries and its linear scan to its index, which regrows.
+    import random
+
+    rng = random.Random(11)
+    mine, model = kind(), {}
+    for n in range(3000):
+        slot = rng.randrange(0, 300 if n > 1500 else 3)
+        key = "".join(["path/", str(rng.randrange(0, 60 if n > 1000 else 4))])  # a new str object each time
+        value = rng.choice([n, float(n), "item"])
+        mine[slot, key] = value
+        model[slot, key] = value
+        probe = (rng.randrange(0, 300), "".join(["path/", str(rng.randrange(0, 60))]))
+        assert mine.get(probe) == model.get(probe) and (probe in mine) == (probe in model)
+        assert mine[slot, key] is value and len(mine) == len(model)
+        if n % 500 == 0:
+            assert list(mine.items()) == list(model.items())
+    assert list(mine.items()) == list(model.items()) and len(model) > 1000
+    with pytest.raises(KeyError):
+        mine[10_000, "absent"]
+    mine.clear()
+    assert len(mine) == 0 and not mine and mine.get((0, "path/0"), "gone") == "gone"
+
+
+@pytest.mark.parametrize("kind", batch_kinds())
+def test_a_request_batch_keeps_the_side_entry_apart(kind):
+    made = kind()
+    made[3, "k"] = 1
+    side = object.__new__(batch._Side)
+    made[batch._SIDE] = side
+    assert made.get(batch._SIDE) is side and batch._SIDE in made and len(made) == 2
+    assert made.pop(batch._SIDE, None) is side
+    assert made.pop(batch._SIDE, None) is None and batch._SIDE not in made
+    with pytest.raises(KeyError):
+        made.pop(batch._SIDE)
+    assert list(made.items()) == [((3, "k"), 1)]
+
+
+@needs_c
+def test_the_c_batch_refuses_what_batch_py_never_writes():
+    made = batch.speedups.Batch()
+    for bad in ("k", (1,), ("1", "k"), (1, b"k"), (1, "k", 2)):
+        with pytest.raises(TypeError, match="keyed by"):
+            made[bad] = 1
+    made[1, "k"] = 1
+    with pytest.raises(TypeError):
+        del made[1, "k"]
+    with pytest.raises(TypeError):
+        made.pop((1, "k"))
+    with pytest.raises(TypeError):
+        batch.speedups.Batch({})
+    assert made.items() == [((1, "k"), 1)] and "1 values" in repr(made)
+
+
+@needs_c
+def test_the_c_batch_gives_its_references_back_when_folded_or_freed(samplez_on, config):
+    key, value = "".join(["a", "key"]), 1234.5 * 3
+    keys, values = sys.getrefcount(key), sys.getrefcount(value)
+    made = batch.speedups.Batch()
+    for slot in range(100):  # past the inline entries and the linear scan
+        made[slot, key] = value
+    assert sys.getrefcount(key) == keys + 100
+    made.clear()
+    for slot in range(30):
+        made[slot, key] = 1.0
+        made[slot, key] = value  # replaced: the first value is released
+    del made
+    assert (sys.getrefcount(key), sys.getrefcount(value)) == (keys, values)
+
+    engine.clear()
+    token = batch.begin()
+    for n in range(40):
+        samplez.set(config, "".join(["k", str(n % 25)]), float(n))
+    made = batch.request_var.get()
+    assert type(made) is batch.speedups.Batch and len(made) == 25
+    batch.end(token)
+    assert len(made) == 0  # folded: the events own the references now
+    assert [(e[1], e[2]) for e in engine._pending] == [(f"k{n}", float(n + 25 if n < 15 else n)) for n in range(25)]
+    engine.clear()
+
+
+def test_a_request_batch_is_empty_once_folded(samplez_on, config):
+    # Both twins: a body closed twice cannot add its request's events twice.
+    engine.clear()
+    token = batch.begin()
+    samplez.set(config, "k", 1)
+    made = batch.request_var.get()
+    batch.end(token)
+    batch.finish(made)
+    assert len(made) == 0 and engine.pending == 1
+    engine.clear()
