@@ -22,7 +22,6 @@
 /* Set once by setup(), from batch.py and middleware.py. */
 static PyObject *request_var;   /* the ContextVar holding the request batch */
 static PyObject *engine;        /* samplez.engine.engine */
-static PyObject *engine_dict;   /* its __dict__ */
 static PyObject *py_set;        /* batch.python_set: every call off the usual path */
 static PyObject *py_finish;     /* batch.python_finish: a batch with more than values */
 static PyObject *py_clock_failed; /* batch.clock_failed: drops and logs a batch's samples */
@@ -51,20 +50,56 @@ ready(int middleware)
     return 1;
 }
 
-/* An attribute of the engine: read from its __dict__ (a third of a
- * generic getattr, which first looks for a descriptor on the class), and
- * from the class only when the instance has no such attribute. */
+/* What the request path reads of the engine, mirrored here as the engine
+ * writes it (Engine.__setattr__ hands each write to mirror()): a request
+ * made five dict lookups and a str comparison of the engine's attributes,
+ * and now reads these. */
+static struct {
+    PyObject *pending;      /* engine._pending */
+    PyObject *clock;        /* engine.clock */
+    PyObject *thread;       /* engine._thread */
+    Py_ssize_t max_pending; /* engine.max_pending */
+    int request_mode;       /* engine.flush_mode == 'request' */
+    int background_mode;    /* engine.flush_mode == 'background' */
+} mirrored = {NULL, NULL, NULL, PY_SSIZE_T_MAX, 0, 0};
+
 static PyObject *
-engine_get(PyObject *name)
+sz_mirror(PyObject *module, PyObject *args)
 {
-    PyObject *value = PyDict_GetItemWithError(engine_dict, name);
-    if (value != NULL) {
-        return Py_NewRef(value);
-    }
-    if (PyErr_Occurred()) {
+    PyObject *name, *value;
+    if (!PyArg_ParseTuple(args, "UO:mirror", &name, &value)) {
         return NULL;
     }
-    return PyObject_GetAttr(engine, name);
+    if (PyUnicode_Compare(name, s_pending) == 0) {
+        Py_XSETREF(mirrored.pending, Py_NewRef(value));
+    }
+    else if (PyUnicode_Compare(name, s_clock) == 0) {
+        Py_XSETREF(mirrored.clock, Py_NewRef(value));
+    }
+    else if (PyUnicode_Compare(name, s_thread) == 0) {
+        Py_XSETREF(mirrored.thread, Py_NewRef(value));
+    }
+    else if (PyUnicode_Compare(name, s_max_pending) == 0) {
+        Py_ssize_t limit = PyLong_AsSsize_t(value);
+        if (limit == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        mirrored.max_pending = limit;
+    }
+    else if (PyUnicode_Compare(name, s_flush_mode) == 0) {
+        int request = PyObject_RichCompareBool(value, s_request, Py_EQ);
+        int background = request < 0 ? -1 : PyObject_RichCompareBool(value, s_background, Py_EQ);
+        if (background < 0) {
+            return NULL;
+        }
+        mirrored.request_mode = request;
+        mirrored.background_mode = background;
+    }
+    else {
+        PyErr_Format(PyExc_ValueError, "mirror() takes _pending, clock, _thread, max_pending or flush_mode, got %R", name);
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 /* 0 for a call's result (released), -1 for its failure. */
@@ -862,49 +897,26 @@ static PyType_Spec Batch_spec = {
 static int
 settle(Py_ssize_t size)
 {
-    PyObject *max = engine_get(s_max_pending);
-    if (max == NULL) {
+    if (size > mirrored.max_pending && done(PyObject_CallMethodNoArgs(engine, s_trim)) < 0) {
         return -1;
     }
-    Py_ssize_t limit = PyLong_AsSsize_t(max);
-    Py_DECREF(max);
-    if (limit == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (size > limit && done(PyObject_CallMethodNoArgs(engine, s_trim)) < 0) {
-        return -1;
-    }
-    PyObject *thread = engine_get(s_thread);
-    if (thread == NULL) {
-        return -1;
-    }
-    Py_DECREF(thread);
-    if (thread != Py_None) {
+    if ((mirrored.thread != NULL && mirrored.thread != Py_None) || !mirrored.background_mode) {
         return 0;
-    }
-    PyObject *mode = engine_get(s_flush_mode);
-    if (mode == NULL) {
-        return -1;
-    }
-    int background = PyObject_RichCompareBool(mode, s_background, Py_EQ);
-    Py_DECREF(mode);
-    if (background <= 0) {
-        return background;
     }
     return done(PyObject_CallMethodNoArgs(engine, s_start));
 }
 
-/* engine._pending if it is a Pending (a new reference), else NULL, with an
- * exception only if reading it failed: any other batch (a deque the engine
- * was given, as bench/_wsgi_app.py's stages may) is the Python twin's. */
+/* engine._pending if it is a Pending (a new reference), else NULL: any
+ * other batch (a deque the engine was given, as a test may) is the Python
+ * twin's. */
 static Pending *
 c_pending(void)
 {
-    PyObject *pending = engine_get(s_pending);
-    if (pending != NULL && !Py_IS_TYPE(pending, pending_type)) {
-        Py_CLEAR(pending);
+    PyObject *pending = mirrored.pending;
+    if (pending == NULL || !Py_IS_TYPE(pending, pending_type)) {
+        return NULL;
     }
-    return (Pending *)pending;
+    return (Pending *)Py_NewRef(pending);
 }
 
 /* Add to ``into`` the events of a request's ``batch``, which is left
@@ -938,13 +950,53 @@ add(Pending *into, Batch *batch, PyObject *slot, PyObject *key, PyObject *value,
 static PyObject *
 now(void)
 {
-    PyObject *clock = engine_get(s_clock);
-    if (clock == NULL) {
+    if (mirrored.clock == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "samplez: the engine's clock was not mirrored");
         return NULL;
     }
+    PyObject *clock = Py_NewRef(mirrored.clock); /* the call may replace it */
     PyObject *when = PyObject_CallNoArgs(clock);
     Py_DECREF(clock);
     return when;
+}
+
+/* -- which slot a target's sets take ------------------------------------ */
+
+/* target._samplez_number_slot, which a metric sets once, when it is made:
+ * remembered for the last targets seen (by address, each checked through
+ * a weak reference, so a target that died cannot be taken for a new object
+ * at its address). A generic getattr of it was a quarter of a set. */
+#define TARGET_BITS 5
+#define TARGETS (1 << TARGET_BITS)
+static struct {
+    PyObject *ref;  /* a weak reference to the target */
+    PyObject *slot; /* its number slot, an int */
+} targets[TARGETS];
+
+/* A new reference to the target's number slot (None: no fast path), or
+ * NULL with an exception. */
+static PyObject *
+number_slot(PyObject *target)
+{
+    /* Fibonacci hashing: the address's bits mixed, the top ones kept
+     * (metrics made one after another sit a power of two apart). */
+    size_t i = (size_t)(((uint64_t)(uintptr_t)target * 0x9E3779B97F4A7C15u) >> (64 - TARGET_BITS));
+    PyObject *ref = targets[i].ref;
+    if (ref != NULL && PyWeakref_GET_OBJECT(ref) == target && target != Py_None) {
+        return Py_NewRef(targets[i].slot);
+    }
+    PyObject *slot = PyObject_GetAttr(target, s_number_slot);
+    if (slot == NULL || !PyLong_CheckExact(slot) || !PyType_SUPPORTS_WEAKREFS(Py_TYPE(target))) {
+        return slot;
+    }
+    ref = PyWeakref_NewRef(target, NULL);
+    if (ref == NULL) {
+        Py_DECREF(slot);
+        return NULL;
+    }
+    Py_XSETREF(targets[i].ref, ref);
+    Py_XSETREF(targets[i].slot, Py_NewRef(slot));
+    return slot;
 }
 
 /* -- set ----------------------------------------------------------------- */
@@ -976,7 +1028,7 @@ sz_set(PyObject *module, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwn
     else {
         return PyObject_Vectorcall(py_set, args, nargsf, NULL);
     }
-    PyObject *slot = PyObject_GetAttr(target, s_number_slot);
+    PyObject *slot = number_slot(target);
     if (slot == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
             return NULL;
@@ -998,7 +1050,7 @@ sz_set(PyObject *module, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwn
         Pending *into = c_pending();
         if (into == NULL) {
             Py_DECREF(slot);
-            return PyErr_Occurred() ? NULL : PyObject_Vectorcall(py_set, args, nargsf, NULL);
+            return PyObject_Vectorcall(py_set, args, nargsf, NULL);
         }
         PyObject *when = now();
         int failed = when == NULL || add(into, NULL, slot, key, value, when) < 0;
@@ -1044,7 +1096,7 @@ finish(PyObject *batch)
     }
     Pending *into = c_pending();
     if (into == NULL) {
-        return PyErr_Occurred() ? -1 : done(PyObject_CallOneArg(py_finish, batch));
+        return done(PyObject_CallOneArg(py_finish, batch));
     }
     PyObject *when = now();
     if (when == NULL) { /* the samples are dropped, counted and logged */
@@ -1253,18 +1305,6 @@ typedef struct {
     PyObject *dashboard_path;
 } Base;
 
-static int
-request_flush(void)
-{
-    PyObject *mode = engine_get(s_flush_mode);
-    if (mode == NULL) {
-        return -1;
-    }
-    int is_request = PyObject_RichCompareBool(mode, s_request, Py_EQ);
-    Py_DECREF(mode);
-    return is_request;
-}
-
 /* Is this a dashboard path? Returns 1 with *rest set (a new reference), 0,
  * or -1 on error. */
 static int
@@ -1347,11 +1387,8 @@ Base_call(Base *self, PyObject *args, PyObject *kwargs)
     PyObject *context = NULL;
     int flush_request = 0;
     if (app_iter != NULL) {
-        flush_request = request_flush();
-        if (flush_request < 0) {
-            Py_CLEAR(app_iter);
-        }
-        else if (flush_request || !(PyList_CheckExact(app_iter) || PyTuple_CheckExact(app_iter))) {
+        flush_request = mirrored.request_mode;
+        if (flush_request || !(PyList_CheckExact(app_iter) || PyTuple_CheckExact(app_iter))) {
             /* Handler code may still run as the body is produced and
              * closed: that runs in a copy of this context. */
             context = PyContext_CopyCurrent();
@@ -1455,16 +1492,6 @@ sz_setup(PyObject *module, PyObject *args)
         return NULL;
     }
     Py_XSETREF(request_var, Py_NewRef(var));
-    PyObject *attributes = PyObject_GenericGetDict(eng, NULL);
-    if (attributes == NULL) {
-        return NULL;
-    }
-    if (!PyDict_CheckExact(attributes)) {
-        Py_DECREF(attributes);
-        PyErr_SetString(PyExc_TypeError, "setup() needs an engine with a plain __dict__");
-        return NULL;
-    }
-    Py_XSETREF(engine_dict, attributes);
     Py_XSETREF(engine, Py_NewRef(eng));
     Py_XSETREF(py_set, Py_NewRef(set_general));
     Py_XSETREF(py_finish, Py_NewRef(finish_general));
@@ -1497,6 +1524,7 @@ static PyMethodDef methods[] = {
     {"set", (PyCFunction)(void (*)(void))sz_set, METH_FASTCALL | METH_KEYWORDS, set_doc},
     {"finish", sz_finish, METH_O, "Fold a request's batch into the process batch."},
     {"setup", sz_setup, METH_VARARGS, "Hand the module batch.py's objects: (request_var, engine, set, finish, clock_failed, side_key)."},
+    {"mirror", sz_mirror, METH_VARARGS, "mirror(name, value): the engine's attribute ``name`` is now ``value``."},
     {"setup_middleware", sz_setup_middleware, METH_VARARGS, "Hand the module middleware.py's _Flushing (flush='request')."},
     {NULL},
 };

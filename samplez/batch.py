@@ -202,6 +202,7 @@ if speedups is not None:
     # The C versions hand every call off their usual path to these twins.
     speedups.setup(request_var, engine, python_set, python_finish, clock_failed, _SIDE)
     engine.use_pending(speedups.Pending)
+    engine.mirror(speedups.mirror)
     new_batch = speedups.Batch
     set = speedups.set  # noqa: A001
     finish = speedups.finish

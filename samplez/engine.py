@@ -78,7 +78,13 @@ class PendingEvents(Protocol):
     def __getitem__(self, index: int, /) -> Event: ...
 
 
+#: What the C request path reads of the engine: :meth:`Engine.mirror`.
+MIRRORED = ("_pending", "clock", "_thread", "max_pending", "flush_mode")
+
+
 class Engine:
+    _mirror: Callable[[str, Any], None] | None = None
+
     def __init__(self) -> None:
         self.store: Store = MemoryStore()
         self.space = KeySpace("samplez")
@@ -105,6 +111,19 @@ class Engine:
             "errors": 0,
             "round_trips": 0,
         }
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if self._mirror is not None and name in MIRRORED:
+            self._mirror(name, value)
+
+    def mirror(self, to: Callable[[str, Any], None]) -> None:
+        """Hand ``to(name, value)`` the attributes in :data:`MIRRORED` now,
+        and each time one is written: the C request path keeps them, where
+        reading them from the engine took a request five dict lookups."""
+        object.__setattr__(self, "_mirror", to)
+        for name in MIRRORED:
+            to(name, getattr(self, name))
 
     # -- configuration ------------------------------------------------------
 

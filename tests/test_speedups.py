@@ -439,3 +439,37 @@ def test_a_request_batch_is_empty_once_folded(samplez_on, config):
     batch.finish(made)
     assert len(made) == 0 and engine.pending == 1
     engine.clear()
+
+
+def test_a_set_takes_its_own_targets_slot_when_a_dead_one_had_its_address(samplez_on):
+    # The C set remembers the slots of targets it saw, by address; configs
+    # made and dropped in turn often reuse one, and each must get its own.
+    engine.clear()
+    token = batch.begin()
+    expected, addresses = [], set()
+    for n in range(200):
+        config = samplez.Config(unique_name("reused"), period=60, samples=10, by_value=True)
+        samplez.set(config, "k", float(n))
+        expected.append((config.slot, "k", float(n)))
+        addresses.add(id(config))
+        samplez.unregister(config)
+        del config
+    batch.end(token)
+    assert [event[:3] for event in engine._pending] == expected
+    assert len(addresses) < 200  # addresses were reused, so the check above had teeth
+    engine.clear()
+
+
+@needs_c
+def test_the_engine_hands_what_the_c_path_reads_to_it(samplez_on, config, clock):
+    with pytest.raises(ValueError, match="mirror"):
+        batch.speedups.mirror("flush_interval", 1.0)
+    engine.clear()
+    samplez.configure(max_pending=3)
+    try:
+        for n in range(5):  # outside a request: trimmed to the new bound at once
+            samplez.set(config, "k", n)
+        assert [event[2] for event in engine._pending] == [2, 3, 4]
+    finally:
+        samplez.configure(max_pending=100_000)
+        engine.clear()
