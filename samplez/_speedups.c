@@ -309,39 +309,225 @@ Pending_popleft(Pending *self, PyObject *unused)
     return event_from(pending_pop(self));
 }
 
-/* Every event, removed: {slot: [events, oldest first]}, the grouping the
- * flush starts from, made here in one pass instead of in Python. */
+/* -- one metric's events, as the flusher reads them ---------------------- */
+
+/* take_groups() hands each metric its events as an Events: the records,
+ * moved out of the ring, and the span of their times. A reservoir reads
+ * only its length, that span and the few events it samples, each made a
+ * tuple when read ([i]); a counter iterates them all. The tuples the
+ * flusher used to make for every event, and the Python loop over their
+ * times, were most of a busy flush (bench/bench_flush.py). */
+typedef struct {
+    PyObject_HEAD
+    Record *items;
+    Py_ssize_t size;
+    double earliest, latest; /* of the events' times, when every one is a float */
+    int span_known;
+} Events;
+
+static PyTypeObject *events_type;
+
+static Events *
+events_new(Py_ssize_t capacity)
+{
+    Events *self = PyObject_GC_New(Events, events_type);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->items = PyMem_Malloc(capacity * sizeof(Record));
+    self->size = 0;
+    self->span_known = 1;
+    self->earliest = Py_HUGE_VAL;
+    self->latest = -Py_HUGE_VAL;
+    if (self->items == NULL) {
+        PyObject_GC_Del(self); /* not tracked yet, nothing held */
+        PyErr_NoMemory();
+        return NULL;
+    }
+    PyObject_GC_Track(self);
+    return self;
+}
+
+/* Takes the record's references; room was made by events_new. */
+static void
+events_push(Events *self, Record owned)
+{
+    self->items[self->size++] = owned;
+    if (PyFloat_CheckExact(owned.when)) {
+        double when = PyFloat_AS_DOUBLE(owned.when);
+        self->earliest = when < self->earliest ? when : self->earliest;
+        self->latest = when > self->latest ? when : self->latest;
+    }
+    else {
+        self->span_known = 0;
+    }
+}
+
+static Py_ssize_t
+Events_length(Events *self)
+{
+    return self->size;
+}
+
+static PyObject *
+Events_item(Events *self, Py_ssize_t i)
+{
+    if (i < 0 || i >= self->size) {
+        PyErr_SetString(PyExc_IndexError, "Events index out of range");
+        return NULL;
+    }
+    Record record = self->items[i];
+    return make_event(record.slot, record.key, record.value, record.when);
+}
+
+/* (earliest, latest) of the events' times, or None when one is not a float. */
+static PyObject *
+Events_span(Events *self, PyObject *unused)
+{
+    if (!self->span_known || self->size == 0) {
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(dd)", self->earliest, self->latest);
+}
+
+static int
+Events_traverse(Events *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    for (Py_ssize_t i = 0; i < self->size; i++) {
+        Py_VISIT(self->items[i].key);
+        Py_VISIT(self->items[i].value);
+        Py_VISIT(self->items[i].when);
+    }
+    return 0;
+}
+
+static int
+Events_clear(Events *self)
+{
+    Record *items = self->items;
+    Py_ssize_t size = self->size;
+    self->items = NULL;
+    self->size = 0;
+    for (Py_ssize_t i = 0; i < size; i++) { /* detached first: destructors may run */
+        record_release(items[i]);
+    }
+    PyMem_Free(items);
+    return 0;
+}
+
+static void
+Events_dealloc(Events *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Events_clear(self);
+    PyObject_GC_Del(self);
+    Py_DECREF(type);
+}
+
+static PyObject *
+Events_repr(Events *self)
+{
+    return PyUnicode_FromFormat("<samplez Events: %zd>", self->size);
+}
+
+static PyMethodDef Events_methods[] = {
+    {"span", (PyCFunction)Events_span, METH_NOARGS, "(earliest, latest) of the events' times; None if one is not a float."},
+    {NULL},
+};
+
+static PyType_Slot Events_slots[] = {
+    {Py_tp_doc, "One metric's events from Pending.take_groups(), oldest first; [i] is a (slot, key, value, when) tuple (samplez._speedups)."},
+    {Py_tp_repr, Events_repr},
+    {Py_tp_methods, Events_methods},
+    {Py_sq_length, Events_length},
+    {Py_sq_item, Events_item},
+    {Py_tp_traverse, Events_traverse},
+    {Py_tp_clear, Events_clear},
+    {Py_tp_dealloc, Events_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec Events_spec = {
+    .name = "samplez._speedups.Events",
+    .basicsize = sizeof(Events),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = Events_slots,
+};
+
+/* Every event, removed: {slot: Events, oldest first}, the grouping the
+ * flush starts from. The ring is detached first: what the allocations here
+ * may run (a collection, a finalizer that sets) cannot reach its records,
+ * and events added meanwhile wait for the next flush. */
 static PyObject *
 Pending_take_groups(Pending *self, PyObject *unused)
 {
+    Record *ring = self->items;
+    Py_ssize_t head = self->head, size = self->size, capacity = self->capacity;
+    self->items = NULL;
+    self->head = self->size = self->capacity = 0;
+#define AT(i) ring[(head + (i)) & (capacity - 1)]
+    Py_ssize_t moved = 0, slots = 0;
+    Py_ssize_t *counts = NULL;
+    Events **by_slot = NULL;
     PyObject *groups = PyDict_New();
-    PyObject *slot = NULL;  /* the last event's (a reference): runs of one slot are usual */
-    PyObject *group = NULL; /* its list, held by groups */
-    while (groups != NULL && self->size > 0) {
-        /* Popped first: what allocations below may run (a collection, a
-         * finalizer) cannot reach the event, whose references it owns. */
-        PyObject *event = event_from(pending_pop(self));
-        if (event == NULL) {
-            Py_CLEAR(groups);
-            break;
-        }
-        if (PyTuple_GET_ITEM(event, 0) != slot) {
-            Py_XSETREF(slot, Py_NewRef(PyTuple_GET_ITEM(event, 0)));
-            group = PyDict_GetItemWithError(groups, slot);
-            if (group == NULL && !PyErr_Occurred()) {
-                group = PyList_New(0);
-                if (group != NULL && PyDict_SetItem(groups, slot, group) < 0) {
-                    Py_CLEAR(group);
-                }
-                Py_XDECREF(group); /* groups holds it */
-            }
-        }
-        if (group == NULL || PyList_Append(group, event) < 0) {
-            Py_CLEAR(groups);
-        }
-        Py_DECREF(event);
+    if (groups == NULL) {
+        goto failed;
     }
-    Py_XDECREF(slot);
+    for (Py_ssize_t i = 0; i < size; i++) { /* slots are metric numbers: a table is indexed by them */
+        Py_ssize_t slot = PyLong_AsSsize_t(AT(i).slot);
+        if (slot < 0) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_ValueError, "an event's slot is an int >= 0");
+            }
+            goto failed;
+        }
+        slots = slot >= slots ? slot + 1 : slots;
+    }
+    counts = PyMem_Calloc(slots + 1, sizeof(Py_ssize_t));
+    by_slot = PyMem_Calloc(slots + 1, sizeof(Events *));
+    if (counts == NULL || by_slot == NULL) {
+        PyErr_NoMemory();
+        goto failed;
+    }
+    for (Py_ssize_t i = 0; i < size; i++) {
+        counts[PyLong_AsSsize_t(AT(i).slot)]++;
+    }
+    for (Py_ssize_t slot = 0; slot < slots; slot++) {
+        if (counts[slot] == 0) {
+            continue;
+        }
+        PyObject *key = PyLong_FromSsize_t(slot);
+        Events *events = key == NULL ? NULL : events_new(counts[slot]);
+        int failed = events == NULL || PyDict_SetItem(groups, key, (PyObject *)events) < 0;
+        Py_XDECREF(key);
+        by_slot[slot] = events;
+        Py_XDECREF(events); /* groups holds it */
+        if (failed) {
+            goto failed;
+        }
+    }
+    for (; moved < size; moved++) { /* allocates nothing: no code runs */
+        events_push(by_slot[PyLong_AsSsize_t(AT(moved).slot)], AT(moved));
+    }
+    goto done;
+failed:
+    Py_CLEAR(groups);
+    for (Py_ssize_t i = moved; i < size; i++) {
+        record_release(AT(i));
+    }
+done:
+#undef AT
+    PyMem_Free(counts);
+    PyMem_Free(by_slot);
+    if (self->items == NULL) { /* the ring is kept for the next events */
+        self->items = ring;
+        self->capacity = capacity;
+    }
+    else {
+        PyMem_Free(ring);
+    }
     return groups;
 }
 
@@ -442,7 +628,7 @@ static PyMethodDef Pending_methods[] = {
     {"extendleft", (PyCFunction)Pending_extendleft, METH_O, "Add events on the left, each before the last (as deque.extendleft)."},
     {"popleft", (PyCFunction)Pending_popleft, METH_NOARGS, "Remove and return the oldest event."},
     {"clear", (PyCFunction)Pending_clear_method, METH_NOARGS, "Remove every event."},
-    {"take_groups", (PyCFunction)Pending_take_groups, METH_NOARGS, "Remove every event: {slot: [events, oldest first]}."},
+    {"take_groups", (PyCFunction)Pending_take_groups, METH_NOARGS, "Remove every event: {slot: Events, oldest first}."},
     {NULL},
 };
 
@@ -1573,6 +1759,11 @@ PyInit__speedups(void)
     }
     batch_type = (PyTypeObject *)PyType_FromSpec(&Batch_spec);
     if (batch_type == NULL || PyModule_AddObject(module, "Batch", Py_NewRef((PyObject *)batch_type)) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    events_type = (PyTypeObject *)PyType_FromSpec(&Events_spec);
+    if (events_type == NULL || PyModule_AddObject(module, "Events", Py_NewRef((PyObject *)events_type)) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from itertools import repeat, starmap
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from . import flush as _flush
 from .errors import ConfigError
@@ -219,10 +219,10 @@ class Engine:
         # would also compare every event with the sentinel).
         return list(starmap(pending.popleft, repeat((), len(pending))))
 
-    def _take_groups(self) -> dict[int, list[Event]]:
-        """``_take()``, grouped by slot: ``{slot: [events, oldest first]}``."""
+    def _take_groups(self) -> Mapping[int, Sequence[Event]]:
+        """``_take()``, grouped by slot: ``{slot: events, oldest first}``."""
         take_groups = getattr(self._pending, "take_groups", None)
-        if take_groups is not None:  # _speedups.Pending groups as it takes
+        if take_groups is not None:  # _speedups.Pending groups as it takes, into Events
             return take_groups()  # type: ignore[no-any-return]
         return _flush.group(self._take())
 

@@ -5,7 +5,7 @@ keys and events."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from .metric import MAX_ROUNDS, Context, Event, Outcome, Plan, metric_at
 from .store.base import Op, count_failures
@@ -39,8 +39,9 @@ def group(events: Sequence[Event]) -> dict[int, list[Event]]:
     return groups
 
 
-def run(groups: dict[int, list[Event]], ctx: Context) -> FlushTotals:
-    """Apply ``groups`` (events by slot, from :func:`group`) to ``ctx.store``."""
+def run(groups: Mapping[int, Sequence[Event]], ctx: Context) -> FlushTotals:
+    """Apply ``groups`` (events by slot, from :func:`group` or
+    ``_speedups.Pending.take_groups``) to ``ctx.store``."""
     totals = FlushTotals()
     live: list[tuple[Plan, list[Op], int]] = []
     for slot, batch in groups.items():

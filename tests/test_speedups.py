@@ -303,6 +303,15 @@ def test_a_cycle_through_a_pending_event_is_collected():
     gc.collect()
     assert alive() is None
 
+    taken = Holder()  # the same through the flusher's Events
+    pending = batch.speedups.Pending()
+    pending.append((1, "k", taken, 1.0))
+    taken.events = pending.take_groups()[1]
+    alive = weakref.ref(taken)
+    del taken
+    gc.collect()
+    assert alive() is None
+
 
 @needs_c
 def test_take_groups_is_the_flush_grouping_and_empties_the_batch():
@@ -311,10 +320,14 @@ def test_take_groups_is_the_flush_grouping_and_empties_the_batch():
     pending.extend(events)
     pending.append((int("1001"), "same slot, another int object", 1, 2.0))
     expected = group(list(pending))
-    assert pending.take_groups() == expected
+    taken = pending.take_groups()
+    assert type(taken[1001]) is batch.speedups.Events
+    assert {slot: list(events) for slot, events in taken.items()} == expected
     assert list(expected[1001])[-1][1] == "same slot, another int object"
     assert len(pending) == 0 and pending.take_groups() == {}
-    assert not any(gc.is_tracked(e) for events in expected.values() for e in events)
+    assert not any(gc.is_tracked(e) for events in taken.values() for e in events)
+    # Each group keeps the span of its times; a reservoir reads it, not them.
+    assert [taken[slot].span() for slot in (0, 1001)] == [(1000.0, 1099.0), (2.0, 1100.0)]
 
 
 def test_a_process_batch_of_another_kind_is_filled_by_the_python_twin(samplez_on, config, clock):
