@@ -22,6 +22,11 @@ away: the process batch is one of its own kind that keeps nothing) and
 ``stage_pending`` (kept in the process batch; the flusher throws them away
 instead of applying them).
 
+``bare_thread`` (``bench_stages.py``) serves the bare app with an idle
+thread started beside it: what the flusher thread costs a sync worker by
+existing (in a process with a second thread, glibc and the kernel take
+their multi-threaded paths on every syscall and lock).
+
 ``BENCH_APP=flask`` serves the same page from a Flask view instead of a
 raw WSGI function (the stack samplez's users run); ``BENCH_APP=page``
 serves a Flask view that renders a 50-row listing from a Jinja2 template.
@@ -37,6 +42,7 @@ from typing import Any
 import samplez
 
 MODE = os.environ.get("BENCH_MODE", "bare")
+BARE = ("bare", "bare_thread")
 
 LATENCY = samplez.Config("tp_latency", period=300, samples=10_000, by_value=True, value_units="ms")
 POPULAR = samplez.Config("tp_popular", period=600, samples=10_000, by_value=True)
@@ -121,9 +127,14 @@ def cut_short(mode: str) -> None:
         engine.flush = engine.clear  # type: ignore[assignment, method-assign]
 
 
+if MODE == "bare_thread":  # an idle thread beside the app, as the flusher is between flushes
+    import threading
+
+    threading.Thread(target=threading.Event().wait, name="idle", daemon=True).start()
+
 if os.environ.get("BENCH_APP") in ("flask", "page"):
-    site = flask_app(sample=MODE not in ("bare", "stage_middleware"), page=os.environ["BENCH_APP"] == "page")
-    if MODE != "bare":
+    site = flask_app(sample=MODE not in (*BARE, "stage_middleware"), page=os.environ["BENCH_APP"] == "page")
+    if MODE not in BARE:
         store = samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"])
         site.wsgi_app = samplez.Middleware(  # type: ignore[method-assign]
             site.wsgi_app, store=store, flush="request" if MODE == "sync" else "background"
@@ -141,7 +152,7 @@ elif MODE == "burn_close":
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         return _BurnOnClose(bare(environ, start_response))
 
-elif MODE == "bare":
+elif MODE in BARE:
     app = bare
 elif MODE == "stage_middleware":
     app = samplez.Middleware(bare, store=samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"]))

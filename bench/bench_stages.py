@@ -7,8 +7,13 @@ thread and, apart, for its other threads (the flusher).
     .venv/bin/python bench/bench_stages.py [--rounds 16] [--seconds 4] [--app wsgi|flask]
 
 The stages are cumulative: the middleware alone; + 3 ``set`` calls and
-their fold into events at the response; + keeping them in the process batch;
-+ the flush to memcached. Each row's delta is that stage's price in the
+their fold into events at the response (the first event starts the flusher
+thread, which waits from then on); + keeping them in the process batch;
++ the flush to memcached. Beside them, the bare app with an idle thread
+prices that thread's mere existence: in a process with a second thread,
+glibc takes its multi-threaded paths (cancellation points around each
+syscall, atomic locks) and the kernel counts references to each file a
+syscall uses, since the threads share the file table. Each row's delta is that stage's price in the
 worker, where samplez's code runs between ~100 µs of gunicorn's and costs
 several times what a hot in-process loop (``bench_request_path.py``) shows.
 Rounds vary by a few µs on a shared machine: read a delta of 1-2 µs with
@@ -31,6 +36,7 @@ from samplez.testing import free_port
 
 STAGES = {
     "bare": "the bare app",
+    "bare_thread": "the bare app, an idle thread beside",
     "stage_middleware": "+ the middleware (no set)",
     "stage_fold": "+ 3 set calls, folded into events",
     "stage_pending": "+ the process batch",
@@ -88,13 +94,14 @@ def main() -> None:
             "total_us": total,
             "total_spread_us": spread(totals),
         }
-        delta = "" if previous is None else f"  {total - previous:+5.1f} µs"
+        base = figures["bare"]["total_us"] if mode == "bare_thread" else previous
+        delta = "" if base is None else f"  {total - base:+5.1f} µs"
         low, high = sorted(totals)[len(totals) // 4], sorted(totals)[-1 - len(totals) // 4]
         print(
             f"{STAGES[mode]:32s} request thread {request_us:6.1f} µs  flusher {other_us:4.2f} µs"
             f"  (all threads {low:.1f}-{high:.1f}, middle half of rounds){delta}"
         )
-        previous = total
+        previous = total if mode != "bare_thread" else previous
     print(f"samplez in all: {figures['wrapped']['total_us'] - figures['bare']['total_us']:+.1f} µs of CPU per request")
     name, command = ("stages", "") if args.app == "wsgi" else (f"stages_{args.app}", f" --app {args.app}")
     write_results(name, {"stages": figures, "rounds": args.rounds}, f"python bench/bench_stages.py{command}")
