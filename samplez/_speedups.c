@@ -330,20 +330,21 @@ static PyTypeObject *events_type;
 static Events *
 events_new(Py_ssize_t capacity)
 {
-    Events *self = PyObject_GC_New(Events, events_type);
-    if (self == NULL) {
+    Record *items = PyMem_Malloc(capacity * sizeof(Record));
+    if (items == NULL) {
+        PyErr_NoMemory();
         return NULL;
     }
-    self->items = PyMem_Malloc(capacity * sizeof(Record));
+    Events *self = PyObject_GC_New(Events, events_type);
+    if (self == NULL) {
+        PyMem_Free(items);
+        return NULL;
+    }
+    self->items = items;
     self->size = 0;
     self->span_known = 1;
     self->earliest = Py_HUGE_VAL;
     self->latest = -Py_HUGE_VAL;
-    if (self->items == NULL) {
-        PyObject_GC_Del(self); /* not tracked yet, nothing held */
-        PyErr_NoMemory();
-        return NULL;
-    }
     PyObject_GC_Track(self);
     return self;
 }
