@@ -36,7 +36,7 @@ from samplez.testing import free_port
 
 STAGES = {
     "bare": "the bare app",
-    "bare_thread": "the bare app, an idle thread beside",
+    "bare_thread": "bare app + an idle thread",
     "stage_middleware": "+ the middleware (no set)",
     "stage_fold": "+ 3 set calls, folded into events",
     "stage_pending": "+ the process batch",
