@@ -486,3 +486,30 @@ def test_the_engine_hands_what_the_c_path_reads_to_it(samplez_on, config, clock)
     finally:
         samplez.configure(max_pending=100_000)
         engine.clear()
+
+
+@needs_c
+def test_a_set_made_by_a_finalizer_while_the_flusher_takes_waits_for_the_next_flush(samplez_on, config):
+    # take_groups allocates (one Events per metric), which may run a
+    # collection and so a finalizer; one that sets must neither reach the
+    # records being taken nor be lost.
+    class SetsWhenCollected:
+        def __del__(self):
+            samplez.set(config, "from a finalizer", 7)
+
+    engine.clear()
+    for n in range(50):
+        samplez.set(config, "k", n)
+    garbage = SetsWhenCollected()
+    garbage.cycle = garbage
+    del garbage
+    thresholds = gc.get_threshold()
+    gc.set_threshold(1)  # the first allocation of an Events collects
+    try:
+        groups = engine._pending.take_groups()
+    finally:
+        gc.set_threshold(*thresholds)
+    gc.collect()  # in case the collection came later
+    assert [event[2] for event in groups[config.slot]] == list(range(50))
+    assert [event[1:3] for event in engine._pending] == [("from a finalizer", 7)]
+    engine.clear()
