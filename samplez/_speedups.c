@@ -29,7 +29,7 @@ static PyObject *side_key;      /* batch._SIDE */
 static PyObject *flushing_type; /* middleware._Flushing */
 
 static PyObject *s_number_slot, *s_clock, *s_pending, *s_max_pending, *s_thread, *s_flush_mode;
-static PyObject *s_request, *s_background, *s_extend, *s_trim, *s_start, *s_path_info, *s_empty;
+static PyObject *s_request, *s_background, *s_trim, *s_start, *s_path_info, *s_empty;
 static PyObject *s_serve_dashboard, *s_close, *one;
 
 #if PY_VERSION_HEX < 0x030A0000
@@ -1720,6 +1720,24 @@ static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "samplez._speedups", "The request path in C.", -1, methods,
 };
 
+/* The type made from ``spec``, added to ``module`` as ``name``; the
+ * module holds one reference and the other is the C code's, which checks
+ * and makes instances through it, for the life of the process. NULL on
+ * error. */
+static PyTypeObject *
+add_type(PyObject *module, PyType_Spec *spec, const char *name)
+{
+    PyObject *type = PyType_FromSpec(spec);
+    if (type == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, name, type) < 0) {
+        Py_DECREF(type);
+        return NULL;
+    }
+    return (PyTypeObject *)type;
+}
+
 #define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
 
 PyMODINIT_FUNC
@@ -1733,7 +1751,6 @@ PyInit__speedups(void)
     INTERN(s_flush_mode, "flush_mode");
     INTERN(s_request, "request");
     INTERN(s_background, "background");
-    INTERN(s_extend, "extend");
     INTERN(s_trim, "_trim");
     INTERN(s_start, "_start");
     INTERN(s_path_info, "PATH_INFO");
@@ -1747,29 +1764,11 @@ PyInit__speedups(void)
     if (module == NULL) {
         return NULL;
     }
-    PyObject *base = PyType_FromSpec(&Base_spec);
-    if (base == NULL || PyModule_AddObject(module, "MiddlewareBase", base) < 0) {
-        Py_XDECREF(base);
-        Py_DECREF(module);
-        return NULL;
-    }
-    closing_c_type = (PyTypeObject *)PyType_FromSpec(&Closing_spec);
-    if (closing_c_type == NULL || PyModule_AddObject(module, "Closing", Py_NewRef((PyObject *)closing_c_type)) < 0) {
-        Py_DECREF(module);
-        return NULL;
-    }
-    batch_type = (PyTypeObject *)PyType_FromSpec(&Batch_spec);
-    if (batch_type == NULL || PyModule_AddObject(module, "Batch", Py_NewRef((PyObject *)batch_type)) < 0) {
-        Py_DECREF(module);
-        return NULL;
-    }
-    events_type = (PyTypeObject *)PyType_FromSpec(&Events_spec);
-    if (events_type == NULL || PyModule_AddObject(module, "Events", Py_NewRef((PyObject *)events_type)) < 0) {
-        Py_DECREF(module);
-        return NULL;
-    }
-    pending_type = (PyTypeObject *)PyType_FromSpec(&Pending_spec);
-    if (pending_type == NULL || PyModule_AddObject(module, "Pending", Py_NewRef((PyObject *)pending_type)) < 0) {
+    if (add_type(module, &Base_spec, "MiddlewareBase") == NULL
+        || (closing_c_type = add_type(module, &Closing_spec, "Closing")) == NULL
+        || (batch_type = add_type(module, &Batch_spec, "Batch")) == NULL
+        || (events_type = add_type(module, &Events_spec, "Events")) == NULL
+        || (pending_type = add_type(module, &Pending_spec, "Pending")) == NULL) {
         Py_DECREF(module);
         return NULL;
     }
