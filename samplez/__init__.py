@@ -12,8 +12,6 @@ back.
 
 from __future__ import annotations
 
-from typing import Any
-
 from .api import configure, flush, get, get_section
 from .batch import set
 from .config import Config
@@ -29,6 +27,7 @@ from .counters import (
     SteppedCounter,
     UniqueCounter,
 )
+from .dashboard import Dashboard
 from .engine import FlushSummary
 from .errors import ConfigError, SamplezError, StoreError
 from .metric import Section, unregister
@@ -67,12 +66,3 @@ __all__ = [
     "unregister",
     *_constants,
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # The dashboard pulls in jinja2 and werkzeug: load it when first asked.
-    if name == "Dashboard":
-        from .dashboard import Dashboard
-
-        return Dashboard
-    raise AttributeError(f"module 'samplez' has no attribute {name!r}")

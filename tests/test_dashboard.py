@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
@@ -24,6 +26,19 @@ from tests.conftest import Clock, unique_name
 
 LOCAL = {"REMOTE_ADDR": "127.0.0.1"}
 XSS = "<img src=x onerror=alert(1)>"
+
+
+def test_only_a_dashboard_made_loads_jinja2_and_werkzeug() -> None:
+    # Loaded lazily, and with no module __getattr__ doing it: one would keep
+    # CPython from specializing every samplez.set lookup in a handler.
+    script = (
+        "import sys, samplez\n"
+        "print(hasattr(samplez, '__getattr__'), 'jinja2' in sys.modules, 'werkzeug' in sys.modules)\n"
+        "samplez.Dashboard()\n"
+        "print('jinja2' in sys.modules, 'werkzeug' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False", "False", "True", "True"]
 
 
 def local_app(dashboard: Any) -> webtest.TestApp:
