@@ -473,6 +473,24 @@ def test_a_set_takes_its_own_targets_slot_when_a_dead_one_had_its_address(sample
     engine.clear()
 
 
+def test_sets_over_more_live_targets_than_the_c_set_remembers_take_their_own_slots(samplez_on):
+    # 300 live configs share the C set's 128 places, two to a hash: set in
+    # turn, over and over, they evict each other, and each keeps its slot.
+    engine.clear()
+    configs = [samplez.Config(unique_name("many"), period=60, samples=10, by_value=True) for _ in range(300)]
+    expected = []
+    for round_number in range(3):
+        token = batch.begin()
+        for n, config in enumerate(configs[:: 1 if round_number % 2 == 0 else -1]):
+            samplez.set(config, "k", float(n))
+            expected.append((config.slot, "k", float(n)))
+        batch.end(token)
+    assert sorted(event[:3] for event in engine._pending) == sorted(expected)
+    for config in configs:
+        samplez.unregister(config)
+    engine.clear()
+
+
 @needs_c
 def test_the_engine_hands_what_the_c_path_reads_to_it(samplez_on, config, clock):
     with pytest.raises(ValueError, match="mirror"):
