@@ -1187,12 +1187,18 @@ number_slot(PyObject *target)
         Py_DECREF(slot);
         return NULL;
     }
-    /* The pair's other place takes what was in the hash's place, which
-     * takes the new target: the last two seen with this hash are kept. */
+    /* The hash's place takes the new target. A live one there moves to the
+     * pair's other place: the last two seen with this hash are kept. */
     Target *home = &targets[i], *other = &targets[i ^ 1];
-    Py_XDECREF(other->ref);
-    Py_XDECREF(other->slot);
-    *other = *home;
+    if (home->ref != NULL && PyWeakref_GET_OBJECT(home->ref) != Py_None) {
+        Py_XDECREF(other->ref);
+        Py_XDECREF(other->slot);
+        *other = *home;
+    }
+    else {
+        Py_XDECREF(home->ref);
+        Py_XDECREF(home->slot);
+    }
     home->ref = ref;
     home->slot = Py_NewRef(slot);
     return slot;

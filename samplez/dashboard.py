@@ -4,7 +4,7 @@ The pages live in ``dashboard_app.py``, imported with the first dashboard
 made: they pull in jinja2 and werkzeug, which ``import samplez`` leaves out.
 This used to be a module ``__getattr__`` in ``samplez/__init__.py``, and a
 module with one keeps CPython from specializing attribute loads on it: every
-``samplez.set`` in a handler took the generic lookup (bench/bench_stages.py).
+``samplez.set`` in a handler took the generic lookup (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
