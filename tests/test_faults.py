@@ -222,7 +222,9 @@ def test_server_that_never_answers(spawn_memcached, fixed_clock, caplog):
 
 
 def node_items(server: MemcachedProcess, keys: list[str]) -> dict[str, bytes]:
-    return samplez.MemcacheStore(server.address).get_many(keys)
+    # A read that times out comes back empty: on a loaded machine the
+    # default half second read a live node's keys as missing.
+    return samplez.MemcacheStore(server.address, connect_timeout=5, timeout=5).get_many(keys)
 
 
 def test_cluster_node_killed_mid_load(spawn_memcached, fixed_clock):
@@ -240,7 +242,8 @@ def test_cluster_node_killed_mid_load(spawn_memcached, fixed_clock):
     statuses = hit(app, "/a", 600)
     eventually(lambda: samplez.get(config).total_events == 600)
     before = [node_items(node, keys) for node in nodes]
-    assert all(len(items) > 20 for items in before), "rendezvous hashing should spread the slots"
+    spread = [len(items) for items in before]
+    assert all(count > 20 for count in spread), f"rendezvous hashing should spread the slots: {spread}, {engine.health}"
 
     victim, live = nodes[1], [nodes[0], nodes[2]]
     victim.kill()
