@@ -5,12 +5,13 @@ Concurrency: request threads append to ``_pending`` (a deque, or with the
 C request path a ``_speedups.Pending``, which keeps events the same way in
 less memory) without a lock: one ``append``/``extend`` is atomic under the
 GIL, and the batch is never replaced while threads run, so no append can
-land in a batch already taken. Whatever removes events (the flusher taking the batch, trimming to
-``max_pending``, ``clear``) does so from the left under ``_lock``, so drops
-are counted exactly. Network I/O happens outside it, one flush at a time
-under ``_flush_lock``. After ``fork()`` the child starts with an empty batch,
-fresh locks, no flusher and no sockets: the parent still owns and flushes
-what was pending, so nothing is lost or applied twice.
+land in a batch already taken. Whatever removes events (the flusher taking
+the batch, trimming to ``max_pending``, ``clear``) does so from the left
+under ``_lock``, so drops are counted exactly. Network I/O happens outside
+it, one flush at a time under ``_flush_lock``. After ``fork()`` the child
+starts with an empty batch, fresh locks, no flusher and no sockets: the
+parent still owns and flushes what was pending, so nothing is lost or
+applied twice.
 """
 
 from __future__ import annotations

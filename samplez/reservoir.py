@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from .keys import MAX_COUNT, count_of, decode_sample, encode_sample
 from .metric import Context, Event, Outcome, Plan
@@ -87,25 +87,30 @@ def span(events: Sequence[Event]) -> tuple[float, float]:
     return min(whens), max(whens)
 
 
+def _by_period(events: Sequence[Event], period: int) -> Mapping[int, Sequence[Event]]:
+    """``events`` by the index of the period their time falls in."""
+    if not events:
+        return {}
+    earliest, latest = span(events)
+    first = int(earliest // period)
+    if int(latest // period) == first:  # the usual case: one period, no regrouping
+        return {first: events}
+    split: dict[int, list[Event]] = {}
+    for event in events:
+        index = int(event[3] // period)
+        group = split.get(index)
+        if group is None:
+            group = split[index] = []
+        group.append(event)
+    return split
+
+
 def apply(config: Config, events: Sequence[Event], ctx: Context) -> Plan:
     space, name, samples, ttl, period = ctx.space, config.name, config.samples, config.ttl, config.period
     # Events stay as they came; only those that land in a slot are
     # normalized and encoded (the flusher's hot loop, profiled in
     # bench/bench_flush.py).
-    periods: dict[int, Sequence[Event]] = {}
-    earliest, latest = span(events) if events else (0.0, 0.0)
-    if int(earliest // period) == int(latest // period):
-        if events:  # the usual case: one period, no regrouping
-            periods[int(earliest // period)] = events
-    else:
-        split: dict[int, list[Event]] = {}
-        for event in events:
-            index = int(event[3] // period)
-            group = split.get(index)
-            if group is None:
-                group = split[index] = []
-            group.append(event)
-        periods.update(split)
+    periods = _by_period(events, period)
 
     ops = []
     for index, batch in periods.items():
