@@ -54,7 +54,7 @@ def start_gunicorn(
 ) -> subprocess.Popen[bytes]:
     """gunicorn serving ``_wsgi_app`` in ``mode`` (its ``BENCH_*`` settings
     plus ``extra_env``); ``memcache`` is needed by the modes that use samplez."""
-    env = dict(os.environ, BENCH_MODE=mode, BENCH_APP=app, PYTHONPATH=str(ROOT), **(extra_env or {}))
+    env = {**os.environ, "BENCH_MODE": mode, "BENCH_APP": app, "PYTHONPATH": str(ROOT), **(extra_env or {})}
     if memcache is not None:
         env["SAMPLEZ_MEMCACHE"] = memcache
     args = [GUNICORN, "-w", str(workers), "-k", "sync", "-b", f"127.0.0.1:{port}", "--chdir", str(ROOT / "bench")]

@@ -686,6 +686,7 @@ typedef struct {
     Py_ssize_t *index;  /* NULL, or (past LINEAR_MAX) open addressing: position + 1, 0 for free */
     Py_ssize_t mask;    /* the index's length - 1 */
     PyObject *side;     /* batch._SIDE's value, or NULL */
+    char active;        /* its request's code runs: a set in its context lands here */
     Entry inline_entries[INLINE_ENTRIES];
 } Batch;
 
@@ -866,6 +867,7 @@ batch_new(void)
     self->index = NULL;
     self->mask = 0;
     self->side = NULL;
+    self->active = 1;
     return self;
 }
 
@@ -1059,8 +1061,14 @@ static PyMethodDef Batch_methods[] = {
     {NULL},
 };
 
+static PyMemberDef Batch_members[] = {
+    {"active", T_BOOL, offsetof(Batch, active), 0, "Does its request's code run? If not, a set made in its context is one event in the process batch."},
+    {NULL},
+};
+
 static PyType_Slot Batch_slots[] = {
     {Py_tp_doc, "Batch(): one request's sets, one value per (slot, key) (samplez._speedups)."},
+    {Py_tp_members, Batch_members},
     {Py_tp_new, Batch_new},
     {Py_tp_repr, Batch_repr},
     {Py_tp_methods, Batch_methods},
@@ -1250,6 +1258,9 @@ sz_set(PyObject *module, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwn
         Py_DECREF(slot);
         return NULL;
     }
+    if (batch != NULL && Py_IS_TYPE(batch, batch_type) && !((Batch *)batch)->active) {
+        Py_CLEAR(batch); /* its response was produced, or closed: the thread is outside it */
+    }
     if (batch == NULL || batch == Py_None) { /* outside a request: one event */
         Py_XDECREF(batch);
         Pending *into = c_pending();
@@ -1341,24 +1352,30 @@ sz_finish(PyObject *module, PyObject *batch)
 
 /* -- the body of a response still to be produced ------------------------- */
 
-/* The twin of middleware._PythonClosing: the app's body, iterated and
- * closed in the request's context (so sets made as it streams land in the
- * request's batch); on close() the batch joins the process batch. */
+/* The twin of middleware._PythonClosing: the app's body, produced and
+ * closed after the middleware returned. The request's batch stays the
+ * thread's (request_var) until close(), so nothing copies or enters a
+ * context per request or per chunk; it is active (a set lands in it) only
+ * while a chunk is produced or the body closes, and in between the thread
+ * is outside the request. close() folds the batch and gives the variable
+ * back its value from before the request (``token``; NULL when the
+ * middleware did that as it returned, inside another request's call). */
 typedef struct {
     PyObject_HEAD
     PyObject *app_iter;
-    PyObject *batch;
-    PyObject *context;
-    PyObject *chunks; /* iter(app_iter), made in the context at the first next() */
+    Batch *batch;
+    PyObject *token;  /* request_var's token, or NULL */
+    PyObject *chunks; /* iter(app_iter), made at the first next() */
+    char closed;
 } Closing;
 
 static PyTypeObject *closing_c_type;
 
 static PyObject *
-closing_make(PyTypeObject *type, PyObject *app_iter, PyObject *batch, PyObject *context)
+closing_make(PyTypeObject *type, PyObject *app_iter, PyObject *batch, PyObject *token)
 {
-    if (!(Py_IS_TYPE(batch, batch_type) || PyDict_CheckExact(batch)) || !PyContext_CheckExact(context)) {
-        PyErr_SetString(PyExc_TypeError, "Closing(app_iter, request_batch: Batch or dict, context: Context)");
+    if (!Py_IS_TYPE(batch, batch_type) || !(token == Py_None || PyContextToken_CheckExact(token))) {
+        PyErr_SetString(PyExc_TypeError, "Closing(app_iter, request_batch: Batch, token: Token or None)");
         return NULL;
     }
     Closing *self = (Closing *)type->tp_alloc(type, 0);
@@ -1366,22 +1383,22 @@ closing_make(PyTypeObject *type, PyObject *app_iter, PyObject *batch, PyObject *
         return NULL;
     }
     self->app_iter = Py_NewRef(app_iter);
-    self->batch = Py_NewRef(batch);
-    self->context = Py_NewRef(context);
+    self->batch = (Batch *)Py_NewRef(batch);
+    self->token = token == Py_None ? NULL : Py_NewRef(token);
     return (PyObject *)self;
 }
 
 static PyObject *
 Closing_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    PyObject *app_iter, *batch, *context;
-    if ((kwargs != NULL && PyDict_GET_SIZE(kwargs)) || !PyArg_UnpackTuple(args, "Closing", 3, 3, &app_iter, &batch, &context)) {
+    PyObject *app_iter, *batch, *token;
+    if ((kwargs != NULL && PyDict_GET_SIZE(kwargs)) || !PyArg_UnpackTuple(args, "Closing", 3, 3, &app_iter, &batch, &token)) {
         if (!PyErr_Occurred()) {
             PyErr_SetString(PyExc_TypeError, "Closing takes no keyword arguments");
         }
         return NULL;
     }
-    return closing_make(type, app_iter, batch, context);
+    return closing_make(type, app_iter, batch, token);
 }
 
 static PyObject *
@@ -1393,20 +1410,44 @@ Closing_iter(PyObject *self)
 static PyObject *
 Closing_next(Closing *self)
 {
-    if (PyContext_Enter(self->context) < 0) {
-        return NULL;
-    }
     PyObject *item = NULL;
+    self->batch->active = !self->closed;
     if (self->chunks == NULL) {
         self->chunks = PyObject_GetIter(self->app_iter);
     }
     if (self->chunks != NULL) {
         item = PyIter_Next(self->chunks);
     }
-    if (PyContext_Exit(self->context) < 0) {
-        Py_CLEAR(item);
-    }
+    self->batch->active = 0;
     return item;
+}
+
+/* The thread leaves the request: request_var gets back its value from
+ * before it, if it still holds this batch. In a context other than the
+ * request's (a copy of it), the batch stays there, inactive. */
+static void
+closing_leave(Closing *self)
+{
+    PyObject *token = self->token, *current;
+    if (token == NULL) {
+        return;
+    }
+    self->token = NULL;
+    if (PyContextVar_Get(request_var, NULL, &current) < 0) {
+        PyErr_WriteUnraisable(request_var);
+    }
+    else {
+        if (current == (PyObject *)self->batch && PyContextVar_Reset(request_var, token) < 0) {
+            if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+                PyErr_Clear();
+            }
+            else {
+                PyErr_WriteUnraisable(request_var);
+            }
+        }
+        Py_XDECREF(current);
+    }
+    Py_DECREF(token);
 }
 
 static PyObject *
@@ -1423,21 +1464,19 @@ Closing_close(Closing *self, PyObject *unused)
         }
     }
     else {
-        if (PyContext_Enter(self->context) < 0) {
-            failed = 1;
-        }
-        else {
-            PyObject *result = PyObject_CallNoArgs(close);
-            failed = result == NULL;
-            Py_XDECREF(result);
-            failed |= PyContext_Exit(self->context) < 0;
-        }
+        self->batch->active = !self->closed;
+        PyObject *result = PyObject_CallNoArgs(close);
+        self->batch->active = 0;
+        failed = result == NULL;
+        Py_XDECREF(result);
         Py_DECREF(close);
     }
     /* The batch joins the process batch whatever close() did. */
     PyObject *exc_type, *exc_value, *exc_tb;
     PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-    if (finish(self->batch) < 0) {
+    self->closed = 1;
+    closing_leave(self);
+    if (finish((PyObject *)self->batch) < 0) {
         PyErr_WriteUnraisable(py_finish);
     }
     PyErr_Restore(exc_type, exc_value, exc_tb);
@@ -1453,7 +1492,7 @@ Closing_traverse(Closing *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->app_iter);
     Py_VISIT(self->batch);
-    Py_VISIT(self->context);
+    Py_VISIT(self->token);
     Py_VISIT(self->chunks);
     return 0;
 }
@@ -1463,7 +1502,7 @@ Closing_clear(Closing *self)
 {
     Py_CLEAR(self->app_iter);
     Py_CLEAR(self->batch);
-    Py_CLEAR(self->context);
+    Py_CLEAR(self->token);
     Py_CLEAR(self->chunks);
     return 0;
 }
@@ -1479,12 +1518,12 @@ Closing_dealloc(Closing *self)
 }
 
 static PyMethodDef Closing_methods[] = {
-    {"close", (PyCFunction)Closing_close, METH_NOARGS, "Close the app's body in the request's context, then fold the batch."},
+    {"close", (PyCFunction)Closing_close, METH_NOARGS, "Close the app's body, then fold the batch and leave the request."},
     {NULL},
 };
 
 static PyType_Slot Closing_slots[] = {
-    {Py_tp_doc, "A response body produced and closed in its request's context (samplez._speedups)."},
+    {Py_tp_doc, "A response body produced and closed with its request's batch (samplez._speedups)."},
     {Py_tp_new, Closing_new},
     {Py_tp_iter, Closing_iter},
     {Py_tp_iternext, Closing_next},
@@ -1575,11 +1614,19 @@ Base_call(Base *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_AttributeError, "Middleware has no app");
         return NULL;
     }
-    PyObject *batch = (PyObject *)batch_new();
+    /* Inside another request's call (a middleware inside another), the
+     * thread goes back to that request as this call returns. */
+    PyObject *before;
+    if (PyContextVar_Get(request_var, NULL, &before) < 0) {
+        return NULL;
+    }
+    int inside = before != NULL && before != Py_None && !(Py_IS_TYPE(before, batch_type) && !((Batch *)before)->active);
+    Py_XDECREF(before);
+    Batch *batch = batch_new();
     if (batch == NULL) {
         return NULL;
     }
-    PyObject *token = PyContextVar_Set(request_var, batch);
+    PyObject *token = PyContextVar_Set(request_var, (PyObject *)batch);
     if (token == NULL) {
         Py_DECREF(batch);
         return NULL;
@@ -1587,19 +1634,27 @@ Base_call(Base *self, PyObject *args, PyObject *kwargs)
     PyObject *call_args[2] = {environ, start_response};
     PyObject *app = self->app;
     Py_INCREF(app);
-    PyObject *app_iter = PyObject_Vectorcall(app, call_args, 2, NULL);
+    PyObject *result = PyObject_Vectorcall(app, call_args, 2, NULL);
     Py_DECREF(app);
-    PyObject *context = NULL;
-    int flush_request = 0;
-    if (app_iter != NULL) {
-        flush_request = mirrored.request_mode;
-        if (flush_request || !(PyList_CheckExact(app_iter) || PyTuple_CheckExact(app_iter))) {
-            /* Handler code may still run as the body is produced and
-             * closed: that runs in a copy of this context. */
-            context = PyContext_CopyCurrent();
-            if (context == NULL) {
-                Py_CLEAR(app_iter);
-            }
+    batch->active = 0;
+    int wrapped = 0;
+    if (result != NULL && (mirrored.request_mode || !(PyList_CheckExact(result) || PyTuple_CheckExact(result)))) {
+        /* Handler code may still run as the body is produced and closed:
+         * the wrapper keeps the batch, and the thread in it, until close(). */
+        PyObject *app_iter = result, *kept = inside ? Py_None : token;
+        if (mirrored.request_mode) {
+            PyObject *wrap_args[3] = {app_iter, (PyObject *)batch, kept};
+            result = PyObject_Vectorcall(flushing_type, wrap_args, 3, NULL);
+        }
+        else {
+            result = closing_make(closing_c_type, app_iter, (PyObject *)batch, kept);
+        }
+        Py_DECREF(app_iter);
+        wrapped = result != NULL;
+        if (wrapped && !inside) {
+            Py_DECREF(token);
+            Py_DECREF(batch);
+            return result;
         }
     }
     /* The thread leaves the request here, also when the app raised. */
@@ -1609,28 +1664,14 @@ Base_call(Base *self, PyObject *args, PyObject *kwargs)
         PyErr_WriteUnraisable(request_var);
     }
     Py_DECREF(token);
-    if (context == NULL && finish(batch) < 0) {
+    if (!wrapped && finish((PyObject *)batch) < 0) {
         /* Raised, or produced already: nothing of the request runs after
          * this. A fold that fails costs the samples, never the response. */
         PyErr_WriteUnraisable(py_finish);
     }
     PyErr_Restore(exc_type, exc_value, exc_tb);
-    if (context == NULL) {
-        Py_DECREF(batch);
-        return app_iter;
-    }
-    PyObject *wrapped;
-    if (flush_request) {
-        PyObject *wrap_args[3] = {app_iter, batch, context};
-        wrapped = PyObject_Vectorcall(flushing_type, wrap_args, 3, NULL);
-    }
-    else {
-        wrapped = closing_make(closing_c_type, app_iter, batch, context);
-    }
-    Py_DECREF(app_iter);
     Py_DECREF(batch);
-    Py_DECREF(context);
-    return wrapped;
+    return result;
 }
 
 static int

@@ -4,7 +4,8 @@
 the value, then records it in the current request's batch (a ``contextvars``
 variable, so threads and greenlets each see their own) or, outside a
 request, in the process batch. A request's batch is a mapping keyed by
-(slot, key) (a dict, or the C module's ``Batch``) that applies the
+(slot, key) (a ``RequestBatch`` dict, or the C module's ``Batch``), active
+while its request's code runs (the middleware says when), that applies the
 request rules as values arrive: one value per (config, key), the last one
 set, kept with probability ``rate`` by one coin flip per key shared by every
 config; counters, which count every ``set``, keep a list beside it. When the
@@ -27,11 +28,11 @@ from typing import Any
 from .engine import engine
 from .metric import Event, resolve_targets
 
-__all__ = ["begin", "end", "finish", "join", "request_var", "set", "speedups"]
+__all__ = ["RequestBatch", "begin", "end", "finish", "join", "request_var", "set", "speedups"]
 
 log = logging.getLogger("samplez")
 #: The current request's batch; the middleware sets it around the app call.
-request_var: ContextVar[dict[Any, Any] | None] = ContextVar("samplez.request", default=None)
+request_var: ContextVar[Any] = ContextVar("samplez.request", default=None)
 
 
 def _key(key: object) -> str:
@@ -43,6 +44,19 @@ def _key(key: object) -> str:
         except UnicodeDecodeError:
             raise ValueError(f"samplez key bytes must be UTF-8, got {bytes(key)[:40]!r}") from None
     raise TypeError(f"samplez key must be a str (or UTF-8 bytes), got {type(key).__name__} {key!r}")
+
+
+class RequestBatch(dict):  # type: ignore[type-arg]
+    """A request's batch in the Python twin: (slot, key) -> value, and
+    ``active`` while its request's code runs. Once the request's call has
+    returned (between the chunks of a streamed body) or its response is
+    closed, a ``set`` made where it is still the context's batch is an
+    event of the process batch, as outside any request."""
+
+    __slots__ = ("active",)
+
+    def __init__(self) -> None:
+        self.active = True
 
 
 class _Side:
@@ -85,7 +99,7 @@ def set(target: Any, key: str | bytes, value: int | float | str = 1) -> None:  #
         kind = type(value)
         if (kind is float and value - value == 0.0) or (kind is int and -_SMALL_INT <= value <= _SMALL_INT):  # type: ignore[operator]
             batch = request_var.get()
-            if batch is not None:
+            if batch is not None and batch.active:
                 batch[slot, key] = value
                 return
     try:
@@ -98,7 +112,7 @@ def set(target: Any, key: str | bytes, value: int | float | str = 1) -> None:  #
     if key.__class__ is not str:
         key = _key(key)
     batch = request_var.get()
-    if batch is not None:
+    if batch is not None and batch.active:
         _record(batch, targets, key, value)
     elif len(targets) == 1 and targets[0].plain_slot is not None:
         engine.add((targets[0].slot, key, value, engine.clock()))
@@ -140,6 +154,8 @@ def end(token: Any) -> None:
     the request context (also when the handler raised)."""
     batch = request_var.get()
     request_var.reset(token)
+    if batch is not None:
+        batch.active = False
     finish(batch)
 
 
@@ -196,8 +212,8 @@ def _speedups() -> Any:
 speedups = _speedups()
 python_set = set
 python_finish = finish
-#: What holds a request's sets: a dict, or the C module's ``Batch``.
-new_batch: Any = dict
+#: What holds a request's sets: a ``RequestBatch``, or the C module's ``Batch``.
+new_batch: Any = RequestBatch
 if speedups is not None:
     # The C versions hand every call off their usual path to these twins.
     speedups.setup(request_var, engine, python_set, python_finish, clock_failed, _SIDE)

@@ -4,8 +4,7 @@ dashboard."""
 from __future__ import annotations
 
 import logging
-from contextvars import Context, copy_context
-from functools import partial
+from contextvars import Token
 from typing import Any, Callable, Iterable, Iterator
 
 from . import batch
@@ -20,31 +19,54 @@ _END = object()  # what a finished body's next() returns instead of raising
 
 
 class _PythonClosing:
-    """Wraps the app's response: the body is iterated, and closed, in the
-    request's context (so ``samplez.set`` calls made as it streams land in
-    the request's batch); on ``close()`` the batch joins the process batch."""
+    """Wraps the app's response, whose body is produced and closed after the
+    middleware returned. The request's batch stays the context's until
+    ``close()`` (nothing copies or enters a context), but is active, so that
+    ``samplez.set`` calls land in it, only while a chunk is produced or the
+    body closes. ``close()`` folds the batch into the process batch and
+    gives ``request_var`` back its value from before the request."""
 
-    __slots__ = ("_app_iter", "_batch", "_context")
+    __slots__ = ("_app_iter", "_batch", "_token", "_closed")
 
-    def __init__(self, app_iter: Iterable[bytes], request_batch: dict[Any, Any], context: Context) -> None:
+    def __init__(self, app_iter: Iterable[bytes], request_batch: Any, token: Token[Any] | None) -> None:
         self._app_iter = app_iter
         self._batch = request_batch
-        self._context = context
+        self._token = token
+        self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
-        # Each chunk is next(chunks) run in the request's context; the
-        # two-argument iter() makes that loop in C, with no frame per chunk.
-        run = self._context.run
-        step: Callable[[], Any] = partial(run, next, run(iter, self._app_iter), _END)
-        return iter(step, _END)
+        request_batch = self._batch
+        chunks = None
+        chunk: Any
+        while True:
+            request_batch.active = not self._closed
+            try:
+                if chunks is None:
+                    chunks = iter(self._app_iter)
+                chunk = next(chunks, _END)
+            finally:
+                request_batch.active = False
+            if chunk is _END:
+                return
+            yield chunk
 
     def close(self) -> None:
+        request_batch = self._batch
         try:
             close = getattr(self._app_iter, "close", None)
             if close is not None:
-                self._context.run(close)
+                request_batch.active = not self._closed
+                close()
         finally:
-            batch.finish(self._batch)
+            request_batch.active = False
+            self._closed = True
+            token, self._token = self._token, None
+            if token is not None and request_var.get() is request_batch:
+                try:
+                    request_var.reset(token)
+                except ValueError:  # closed in a copy of the request's context: the batch stays there, inactive
+                    pass
+            batch.finish(request_batch)
 
 
 #: ``_speedups.Closing`` when built: the same in C, with no Python frame
@@ -83,28 +105,32 @@ class _PythonCall:
                 return self._serve_dashboard(  # type: ignore[attr-defined]
                     environ, start_response, path[len(prefix) :]
                 )
-        request_batch: dict[Any, Any] = {}
-        context = None
+        # Inside another request's call (a middleware inside another), the
+        # thread goes back to that request as this call returns.
+        before = request_var.get()
+        inside = before is not None and before.active
+        request_batch = batch.new_batch()
         token = request_var.set(request_batch)
+        streamed = False
         try:
             app_iter = self.app(environ, start_response)
-            if type(app_iter) is not list and type(app_iter) is not tuple or engine.flush_mode == "request":
-                # Handler code may still run as the body is produced and
-                # closed: that runs in a copy of this context, so its sets
-                # join this request's batch, which joins the process batch
-                # at close().
-                context = copy_context()
+            # Handler code may still run as the body is produced and closed:
+            # the wrapper keeps the batch, and the thread in it, until close().
+            streamed = type(app_iter) is not list and type(app_iter) is not tuple or engine.flush_mode == "request"
         finally:
-            request_var.reset(token)  # the thread leaves the request here
-            if context is None and request_batch:
-                # Raised, or produced already with no close(): nothing of
-                # this request runs after this (bench/bench_stages.py).
+            request_batch.active = False
+            if not streamed or inside:
+                request_var.reset(token)  # the thread leaves the request here
+            if not streamed:
+                # Raised, or produced already: nothing of this request runs
+                # after this (bench/bench_stages.py).
                 batch.finish(request_batch)
-        if context is None:
+        if not streamed:
             return app_iter
+        kept = None if inside else token  # the token close() resets
         if engine.flush_mode == "request":
-            return _Flushing(app_iter, request_batch, context)
-        return _Closing(app_iter, request_batch, context)
+            return _Flushing(app_iter, request_batch, kept)
+        return _Closing(app_iter, request_batch, kept)
 
 
 if batch.speedups is not None:

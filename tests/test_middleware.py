@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
+import threading
+
 import pytest
 import webtest
 
@@ -53,8 +56,9 @@ def test_a_middleware_inside_another_gives_the_thread_back_to_the_outer_request(
         samplez.set(config, "outer", 2)  # back in the outer request: replaces 1
         return body
 
+    before = batch.request_var.get()  # None, or the inactive batch of an earlier test's unclosed response
     webtest.TestApp(samplez.Middleware(outer_app)).get("/inner")
-    assert batch.request_var.get() is None
+    assert batch.request_var.get() is before
     result = samplez.get(config)
     assert [v for _, v in result.samples("outer")] == [2.0]
     assert [v for _, v in result.samples("/inner")] == [20.0]
@@ -119,15 +123,92 @@ def test_an_open_streamed_response_leaves_the_thread_outside_any_request(samplez
         return [b"b"]
 
     wrapped = samplez.Middleware(app, flush="background", flush_interval=3600)  # flushed below
+    before = batch.request_var.get()
     first = wrapped({"PATH_INFO": "/a", "REQUEST_METHOD": "GET"}, lambda *args: None)
-    assert batch.request_var.get() is None  # not left as the thread's batch
+    samplez.set(config, "between", 1)  # the thread is outside /a: an event of its own
+    assert engine.pending == 1
     wrapped({"PATH_INFO": "/b", "REQUEST_METHOD": "GET"}, lambda *args: None)
     samplez.set(config, "outside", 1)
-    assert engine.pending == 2
+    assert engine.pending == 3
     assert list(first) == [b"a"]
     first.close()
-    assert engine.pending == 4
+    assert engine.pending == 5 and batch.request_var.get() is before
     samplez.flush()
     result = samplez.get(config)
     assert [v for _, v in result.samples("a")] == [2.0]
-    assert result.count("closed") == result.count("b") == result.count("outside") == 1
+    assert result.count("closed") == result.count("b") == result.count("outside") == result.count("between") == 1
+
+
+def test_a_set_from_a_copy_of_the_request_context_after_the_response_is_an_event(samplez_on, config):
+    # A thread started with a copy of the request's context may outlive the
+    # response: what it sets then is an event of its own, not a value in a
+    # request batch that was folded already.
+    copies = []
+
+    def app(environ, start_response):
+        samplez.set(config, "in", 1)
+        copies.append(contextvars.copy_context())
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"list"] if environ["PATH_INFO"] == "/list" else iter([b"streamed"])
+
+    client = webtest.TestApp(samplez.Middleware(app, flush_interval=3600))
+    assert client.get("/list").text == "list" and client.get("/streamed").text == "streamed"
+    for copy in copies:
+        late = threading.Thread(target=copy.run, args=(samplez.set, config, "late", 1))
+        late.start()
+        late.join()
+    samplez.flush()
+    result = samplez.get(config)
+    assert result.count("in") == 2 and result.count("late") == 2
+
+
+def test_a_body_closed_in_a_copy_of_the_request_context_still_folds_its_batch(samplez_on, config):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body():
+            samplez.set(config, "streamed", 1)
+            yield b"x"
+
+        return body()
+
+    def request_then_more():  # in a context of its own, which keeps the closed batch
+        wrapped = samplez.Middleware(app, flush="background", flush_interval=3600)
+        body = wrapped({"PATH_INFO": "/", "REQUEST_METHOD": "GET"}, lambda *args: None)
+        assert list(body) == [b"x"]
+        contextvars.copy_context().run(body.close)  # the token cannot be reset there
+        assert engine.pending == 1
+        samplez.set(config, "after", 1)  # the request's batch is closed: an event of its own
+        assert engine.pending == 2
+
+    contextvars.Context().run(request_then_more)
+    samplez.flush()
+    result = samplez.get(config)
+    assert result.count("streamed") == result.count("after") == 1
+
+
+def test_a_middleware_inside_another_with_a_streamed_body_gives_the_thread_back(samplez_on, config):
+    def inner_app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body():
+            samplez.set(config, "inner", 1)
+            samplez.set(config, "inner", 2)  # produced in the inner request: replaces 1
+            yield b"inner"
+
+        return body()
+
+    inner = samplez.Middleware(inner_app, dashboard_path=None)
+
+    def outer_app(environ, start_response):
+        samplez.set(config, "outer", 1)
+        body = inner(environ, start_response)
+        samplez.set(config, "outer", 2)  # back in the outer request: replaces 1
+        return body
+
+    before = batch.request_var.get()
+    assert webtest.TestApp(samplez.Middleware(outer_app)).get("/").text == "inner"
+    assert batch.request_var.get() is before
+    result = samplez.get(config)
+    assert [v for _, v in result.samples("outer")] == [2.0]
+    assert [v for _, v in result.samples("inner")] == [2.0]
