@@ -37,6 +37,7 @@ REQUEST_PATH_TESTS = [
     "tests/test_engine.py",
     "tests/test_faults.py",
     "tests/test_fork.py",
+    "tests/test_speedups.py",  # its tests not marked needs_c hold for both twins
 ]
 
 
@@ -469,7 +470,8 @@ def test_a_set_takes_its_own_targets_slot_when_a_dead_one_had_its_address(sample
         del config
     batch.end(token)
     assert [event[:3] for event in engine._pending] == expected
-    assert len(addresses) < 200  # addresses were reused, so the check above had teeth
+    if batch.speedups is not None:  # the C set's memory is by address: it was reused, so the check had teeth
+        assert len(addresses) < 200
     engine.clear()
 
 
