@@ -687,6 +687,7 @@ typedef struct {
     Py_ssize_t mask;    /* the index's length - 1 */
     PyObject *side;     /* batch._SIDE's value, or NULL */
     char active;        /* its request's code runs: a set in its context lands here */
+    char held;          /* a response body not yet closed will fold it */
     Entry inline_entries[INLINE_ENTRIES];
 } Batch;
 
@@ -868,6 +869,7 @@ batch_new(void)
     self->mask = 0;
     self->side = NULL;
     self->active = 1;
+    self->held = 0;
     return self;
 }
 
@@ -1063,6 +1065,7 @@ static PyMethodDef Batch_methods[] = {
 
 static PyMemberDef Batch_members[] = {
     {"active", T_BOOL, offsetof(Batch, active), 0, "Does its request's code run? If not, a set made in its context is one event in the process batch."},
+    {"held", T_BOOL, offsetof(Batch, held), 0, "Is a response body that will fold it still to be closed?"},
     {NULL},
 };
 
@@ -1357,8 +1360,10 @@ sz_finish(PyObject *module, PyObject *batch)
  * thread's (request_var) until close(), so nothing copies or enters a
  * context per request or per chunk; it is active (a set lands in it) only
  * while a chunk is produced or the body closes, and in between the thread
- * is outside the request. close() folds the batch and gives the variable
- * back its value from before the request (``token``; NULL when the
+ * is outside the request. close() folds the batch, which is then idle for
+ * the context's next request, and, when the request had to set the variable
+ * over another request's body still open, gives it back its value from
+ * before (``token``; NULL when there is none to give back, or when the
  * middleware did that as it returned, inside another request's call). */
 typedef struct {
     PyObject_HEAD
@@ -1476,6 +1481,7 @@ Closing_close(Closing *self, PyObject *unused)
     PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
     self->closed = 1;
     closing_leave(self);
+    self->batch->held = 0;
     if (finish((PyObject *)self->batch) < 0) {
         PyErr_WriteUnraisable(py_finish);
     }
@@ -1614,22 +1620,45 @@ Base_call(Base *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_AttributeError, "Middleware has no app");
         return NULL;
     }
-    /* Inside another request's call (a middleware inside another), the
-     * thread goes back to that request as this call returns. */
+    /* The context keeps its batch from one request to the next: the
+     * variable is set once (per thread, in a sync worker), and a request
+     * reuses the batch it finds there when that is idle (inactive, empty,
+     * no body of it left to close). Setting and resetting the variable per
+     * request made and freed two HAMT nodes and a token, a third of the
+     * instructions samplez adds to a request (bench_instructions.py). */
     PyObject *before;
     if (PyContextVar_Get(request_var, NULL, &before) < 0) {
         return NULL;
     }
-    int inside = before != NULL && before != Py_None && !(Py_IS_TYPE(before, batch_type) && !((Batch *)before)->active);
-    Py_XDECREF(before);
-    Batch *batch = batch_new();
-    if (batch == NULL) {
-        return NULL;
+    Batch *batch;
+    PyObject *token = NULL;
+    int inside = 0;
+    if (before != NULL && Py_IS_TYPE(before, batch_type) && !((Batch *)before)->active && !((Batch *)before)->held
+        && ((Batch *)before)->size == 0 && ((Batch *)before)->side == NULL) {
+        batch = (Batch *)before; /* the reference the variable's read gave */
+        batch->active = 1;
     }
-    PyObject *token = PyContextVar_Set(request_var, (PyObject *)batch);
-    if (token == NULL) {
-        Py_DECREF(batch);
-        return NULL;
+    else {
+        /* The first request in this context: its batch stays the
+         * context's. Else the variable gets back what it held: inside
+         * another request's call (a middleware inside another) as this
+         * call returns, else (a body of an earlier request still to be
+         * closed) when this request's body closes. */
+        int first = before == NULL || before == Py_None;
+        inside = !first && !(Py_IS_TYPE(before, batch_type) && !((Batch *)before)->active);
+        Py_XDECREF(before);
+        batch = batch_new();
+        if (batch == NULL) {
+            return NULL;
+        }
+        token = PyContextVar_Set(request_var, (PyObject *)batch);
+        if (token == NULL) {
+            Py_DECREF(batch);
+            return NULL;
+        }
+        if (first) {
+            Py_CLEAR(token);
+        }
     }
     PyObject *call_args[2] = {environ, start_response};
     PyObject *app = self->app;
@@ -1641,7 +1670,7 @@ Base_call(Base *self, PyObject *args, PyObject *kwargs)
     if (result != NULL && (mirrored.request_mode || !(PyList_CheckExact(result) || PyTuple_CheckExact(result)))) {
         /* Handler code may still run as the body is produced and closed:
          * the wrapper keeps the batch, and the thread in it, until close(). */
-        PyObject *app_iter = result, *kept = inside ? Py_None : token;
+        PyObject *app_iter = result, *kept = inside || token == NULL ? Py_None : token;
         if (mirrored.request_mode) {
             PyObject *wrap_args[3] = {app_iter, (PyObject *)batch, kept};
             result = PyObject_Vectorcall(flushing_type, wrap_args, 3, NULL);
@@ -1651,8 +1680,9 @@ Base_call(Base *self, PyObject *args, PyObject *kwargs)
         }
         Py_DECREF(app_iter);
         wrapped = result != NULL;
+        batch->held = wrapped;
         if (wrapped && !inside) {
-            Py_DECREF(token);
+            Py_XDECREF(token);
             Py_DECREF(batch);
             return result;
         }
@@ -1660,10 +1690,12 @@ Base_call(Base *self, PyObject *args, PyObject *kwargs)
     /* The thread leaves the request here, also when the app raised. */
     PyObject *exc_type, *exc_value, *exc_tb;
     PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-    if (PyContextVar_Reset(request_var, token) < 0) {
-        PyErr_WriteUnraisable(request_var);
+    if (token != NULL) {
+        if (PyContextVar_Reset(request_var, token) < 0) {
+            PyErr_WriteUnraisable(request_var);
+        }
+        Py_DECREF(token);
     }
-    Py_DECREF(token);
     if (!wrapped && finish((PyObject *)batch) < 0) {
         /* Raised, or produced already: nothing of the request runs after
          * this. A fold that fails costs the samples, never the response. */

@@ -51,12 +51,15 @@ class RequestBatch(dict):  # type: ignore[type-arg]
     ``active`` while its request's code runs. Once the request's call has
     returned (between the chunks of a streamed body) or its response is
     closed, a ``set`` made where it is still the context's batch is an
-    event of the process batch, as outside any request."""
+    event of the process batch, as outside any request. ``held`` while a
+    response body that will fold it is still to be closed; idle (neither,
+    and empty), the next request in its context reuses it."""
 
-    __slots__ = ("active",)
+    __slots__ = ("active", "held")
 
     def __init__(self) -> None:
         self.active = True
+        self.held = False
 
 
 class _Side:

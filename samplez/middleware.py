@@ -23,8 +23,10 @@ class _PythonClosing:
     middleware returned. The request's batch stays the context's until
     ``close()`` (nothing copies or enters a context), but is active, so that
     ``samplez.set`` calls land in it, only while a chunk is produced or the
-    body closes. ``close()`` folds the batch into the process batch and
-    gives ``request_var`` back its value from before the request."""
+    body closes. ``close()`` folds the batch into the process batch, where
+    it is idle for the context's next request, and gives ``request_var``
+    back its value from before the request when the request had to set it
+    over another request's body still open (``token``)."""
 
     __slots__ = ("_app_iter", "_batch", "_token", "_closed")
 
@@ -58,7 +60,7 @@ class _PythonClosing:
                 request_batch.active = not self._closed
                 close()
         finally:
-            request_batch.active = False
+            request_batch.active = request_batch.held = False
             self._closed = True
             token, self._token = self._token, None
             if token is not None and request_var.get() is request_batch:
@@ -105,12 +107,26 @@ class _PythonCall:
                 return self._serve_dashboard(  # type: ignore[attr-defined]
                     environ, start_response, path[len(prefix) :]
                 )
-        # Inside another request's call (a middleware inside another), the
-        # thread goes back to that request as this call returns.
+        # The context keeps its batch from one request to the next, and a
+        # request reuses the one it finds idle there: no contextvars set or
+        # reset per request (see _speedups.c's Base_call).
         before = request_var.get()
-        inside = before is not None and before.active
-        request_batch = batch.new_batch()
-        token = request_var.set(request_batch)
+        token: Token[Any] | None = None
+        inside = False
+        if type(before) is batch.new_batch and not before.active and not before.held and not before:
+            request_batch = before
+            request_batch.active = True
+        else:
+            # The first request in this context keeps its batch there. Else
+            # the variable gets back what it held: inside another request's
+            # call (a middleware inside another) as this call returns, else
+            # (a body of an earlier request still to be closed) when this
+            # request's body closes.
+            inside = before is not None and before.active
+            request_batch = batch.new_batch()
+            token = request_var.set(request_batch)
+            if before is None:
+                token = None
         streamed = False
         try:
             app_iter = self.app(environ, start_response)
@@ -119,7 +135,7 @@ class _PythonCall:
             streamed = type(app_iter) is not list and type(app_iter) is not tuple or engine.flush_mode == "request"
         finally:
             request_batch.active = False
-            if not streamed or inside:
+            if token is not None and (not streamed or inside):
                 request_var.reset(token)  # the thread leaves the request here
             if not streamed:
                 # Raised, or produced already: nothing of this request runs
@@ -128,6 +144,7 @@ class _PythonCall:
         if not streamed:
             return app_iter
         kept = None if inside else token  # the token close() resets
+        request_batch.held = True
         if engine.flush_mode == "request":
             return _Flushing(app_iter, request_batch, kept)
         return _Closing(app_iter, request_batch, kept)

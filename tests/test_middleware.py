@@ -212,3 +212,81 @@ def test_a_middleware_inside_another_with_a_streamed_body_gives_the_thread_back(
     result = samplez.get(config)
     assert [v for _, v in result.samples("outer")] == [2.0]
     assert [v for _, v in result.samples("inner")] == [2.0]
+
+
+def list_or_streamed_app(config):
+    def app(environ, start_response):
+        samplez.set(config, environ["PATH_INFO"], 1)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"list"] if environ["PATH_INFO"] == "/list" else iter([b"streamed"])
+
+    return app
+
+
+def call(wrapped, path):
+    return wrapped({"PATH_INFO": path, "REQUEST_METHOD": "GET"}, lambda *args: None)
+
+
+def test_a_context_keeps_one_batch_from_request_to_request(samplez_on, config):
+    # The variable is set by a context's first request only: later ones
+    # reuse the batch they find idle there, which takes no set between them.
+    wrapped = samplez.Middleware(list_or_streamed_app(config), flush="background", flush_interval=3600)
+
+    def requests():  # in a context of its own, whose first request this is
+        assert call(wrapped, "/list") == [b"list"]
+        kept = batch.request_var.get()
+        assert not kept.active and not kept.held and len(kept) == 0
+        body = call(wrapped, "/streamed")
+        assert batch.request_var.get() is kept and kept.held
+        assert list(body) == [b"streamed"]
+        body.close()
+        assert not kept.held
+        call(wrapped, "/list")
+        assert batch.request_var.get() is kept
+        samplez.set(config, "outside", 1)  # an event of its own
+        assert engine.pending == 4
+
+    contextvars.Context().run(requests)
+    samplez.flush()
+    result = samplez.get(config)
+    assert result.count("/list") == 2 and result.count("/streamed") == result.count("outside") == 1
+
+
+def test_requests_after_a_body_never_closed_keep_their_samples(samplez_on, config):
+    wrapped = samplez.Middleware(list_or_streamed_app(config), flush="background", flush_interval=3600)
+
+    def requests():
+        leaked = call(wrapped, "/streamed")
+        assert list(leaked) == [b"streamed"]  # never closed: its batch stays held
+        for _ in range(2):  # each takes a batch of its own, and gives the variable back
+            call(wrapped, "/list")
+            assert batch.request_var.get().held
+        samplez.set(config, "outside", 1)
+        assert engine.pending == 3
+
+    contextvars.Context().run(requests)
+    samplez.flush()
+    result = samplez.get(config)
+    assert result.count("/list") == 2 and result.count("outside") == 1
+
+
+def test_a_set_from_a_copy_of_an_earlier_request_context_is_kept(samplez_on, config):
+    # A thread with a copy of an earlier request's context shares that
+    # context's batch: a value it sets while a later request runs joins that
+    # request's batch; none is lost.
+    copies = []
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/first":
+            copies.append(contextvars.copy_context())
+        else:
+            late = threading.Thread(target=copies[0].run, args=(samplez.set, config, "late", 1))
+            late.start()
+            late.join()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    wrapped = samplez.Middleware(app, flush="background", flush_interval=3600)
+    contextvars.Context().run(lambda: (call(wrapped, "/first"), call(wrapped, "/second")))
+    samplez.flush()
+    assert samplez.get(config).count("late") == 1
