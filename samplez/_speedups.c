@@ -1639,12 +1639,14 @@ Base_call(Base *self, PyObject *args, PyObject *kwargs)
         batch->active = 1;
     }
     else {
-        /* The first request in this context: its batch stays the
+        /* The first request in this context, or one after a fold that
+         * failed and left the batch there full: its batch becomes the
          * context's. Else the variable gets back what it held: inside
          * another request's call (a middleware inside another) as this
          * call returns, else (a body of an earlier request still to be
          * closed) when this request's body closes. */
-        int first = before == NULL || before == Py_None;
+        int first = before == NULL || before == Py_None
+            || (Py_IS_TYPE(before, batch_type) && !((Batch *)before)->active && !((Batch *)before)->held);
         inside = !first && !(Py_IS_TYPE(before, batch_type) && !((Batch *)before)->active);
         Py_XDECREF(before);
         batch = batch_new();

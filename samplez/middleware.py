@@ -117,15 +117,17 @@ class _PythonCall:
             request_batch = before
             request_batch.active = True
         else:
-            # The first request in this context keeps its batch there. Else
-            # the variable gets back what it held: inside another request's
-            # call (a middleware inside another) as this call returns, else
-            # (a body of an earlier request still to be closed) when this
-            # request's body closes.
-            inside = before is not None and before.active
+            # The first request in this context, or one after a fold that
+            # failed and left the batch there full: its batch becomes the
+            # context's. Else the variable gets back what it held: inside
+            # another request's call (a middleware inside another) as this
+            # call returns, else (a body of an earlier request still to be
+            # closed) when this request's body closes.
+            first = before is None or (type(before) is batch.new_batch and not before.active and not before.held)
+            inside = not first and before.active
             request_batch = batch.new_batch()
             token = request_var.set(request_batch)
-            if before is None:
+            if first:
                 token = None
         streamed = False
         try:

@@ -290,3 +290,22 @@ def test_a_set_from_a_copy_of_an_earlier_request_context_is_kept(samplez_on, con
     contextvars.Context().run(lambda: (call(wrapped, "/first"), call(wrapped, "/second")))
     samplez.flush()
     assert samplez.get(config).count("late") == 1
+
+
+def test_a_batch_left_full_by_a_failed_fold_is_replaced(samplez_on, config):
+    wrapped = samplez.Middleware(list_or_streamed_app(config), flush="background", flush_interval=3600)
+
+    def requests():
+        stuck = batch.new_batch()
+        batch.request_var.set(stuck)
+        samplez.set(config, "stuck", 1)
+        stuck.active = False  # as a fold that raised would leave it
+        call(wrapped, "/list")
+        kept = batch.request_var.get()
+        assert kept is not stuck and not kept.active and len(kept) == 0
+        call(wrapped, "/list")
+        assert batch.request_var.get() is kept
+
+    contextvars.Context().run(requests)
+    samplez.flush()
+    assert samplez.get(config).count("/list") == 2
