@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import time
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -100,3 +101,11 @@ def samplez_on(store: samplez.Store, clock: Clock) -> samplez.Store:
 
 def unique_name(stem: str = "m") -> str:
     return f"{stem}_{os.getpid()}_{next(_names)}"
+
+
+def wsgi_call(app: Callable[..., Any], path: str) -> Any:
+    """Call a WSGI app for GET ``path`` the way a server does, outside
+    webtest: what it returns is not iterated or closed."""
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SERVER_NAME": "x", "SERVER_PORT": "80"}
+    environ.update({"wsgi.url_scheme": "http", "wsgi.input": None, "wsgi.errors": sys.stderr})
+    return app(environ, lambda status, headers, exc_info=None: None)

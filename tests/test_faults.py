@@ -26,7 +26,7 @@ import samplez
 from samplez.engine import engine
 from samplez.keys import FORMAT_VERSION, encode_sample
 from samplez.store import base as ops
-from tests.conftest import Clock, MemcachedProcess, unique_name
+from tests.conftest import Clock, MemcachedProcess, unique_name, wsgi_call
 from tests.proxy import Proxy
 
 DEADLINE = 10.0  # seconds: a bound for polling, never a measured figure
@@ -419,12 +419,6 @@ def test_garbage_under_every_key_of_every_kind(memcached, fixed_clock, junk):
 
 
 # -- servers that misbehave with the response -------------------------------------------
-
-
-def wsgi_call(app: Callable, path: str) -> Any:
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SERVER_NAME": "x", "SERVER_PORT": "80"}
-    environ.update({"wsgi.url_scheme": "http", "wsgi.input": None, "wsgi.errors": sys.stderr})
-    return app(environ, lambda status, headers, exc_info=None: None)
 
 
 def streaming_app(config: samplez.Config) -> Callable:

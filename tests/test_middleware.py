@@ -11,7 +11,7 @@ import webtest
 import samplez
 from samplez import batch
 from samplez.engine import engine
-from tests.conftest import unique_name
+from tests.conftest import unique_name, wsgi_call
 
 
 def make_app(config, fail=False):
@@ -124,10 +124,10 @@ def test_an_open_streamed_response_leaves_the_thread_outside_any_request(samplez
 
     wrapped = samplez.Middleware(app, flush="background", flush_interval=3600)  # flushed below
     before = batch.request_var.get()
-    first = wrapped({"PATH_INFO": "/a", "REQUEST_METHOD": "GET"}, lambda *args: None)
+    first = wsgi_call(wrapped, "/a")
     samplez.set(config, "between", 1)  # the thread is outside /a: an event of its own
     assert engine.pending == 1
-    wrapped({"PATH_INFO": "/b", "REQUEST_METHOD": "GET"}, lambda *args: None)
+    wsgi_call(wrapped, "/b")
     samplez.set(config, "outside", 1)
     assert engine.pending == 3
     assert list(first) == [b"a"]
@@ -174,7 +174,7 @@ def test_a_body_closed_in_a_copy_of_the_request_context_still_folds_its_batch(sa
 
     def request_then_more():  # in a context of its own, which keeps the closed batch
         wrapped = samplez.Middleware(app, flush="background", flush_interval=3600)
-        body = wrapped({"PATH_INFO": "/", "REQUEST_METHOD": "GET"}, lambda *args: None)
+        body = wsgi_call(wrapped, "/")
         assert list(body) == [b"x"]
         contextvars.copy_context().run(body.close)  # the token cannot be reset there
         assert engine.pending == 1
@@ -223,25 +223,21 @@ def list_or_streamed_app(config):
     return app
 
 
-def call(wrapped, path):
-    return wrapped({"PATH_INFO": path, "REQUEST_METHOD": "GET"}, lambda *args: None)
-
-
 def test_a_context_keeps_one_batch_from_request_to_request(samplez_on, config):
     # The variable is set by a context's first request only: later ones
     # reuse the batch they find idle there, which takes no set between them.
     wrapped = samplez.Middleware(list_or_streamed_app(config), flush="background", flush_interval=3600)
 
     def requests():  # in a context of its own, whose first request this is
-        assert call(wrapped, "/list") == [b"list"]
+        assert wsgi_call(wrapped, "/list") == [b"list"]
         kept = batch.request_var.get()
         assert not kept.active and not kept.held and len(kept) == 0
-        body = call(wrapped, "/streamed")
+        body = wsgi_call(wrapped, "/streamed")
         assert batch.request_var.get() is kept and kept.held
         assert list(body) == [b"streamed"]
         body.close()
         assert not kept.held
-        call(wrapped, "/list")
+        wsgi_call(wrapped, "/list")
         assert batch.request_var.get() is kept
         samplez.set(config, "outside", 1)  # an event of its own
         assert engine.pending == 4
@@ -256,10 +252,10 @@ def test_requests_after_a_body_never_closed_keep_their_samples(samplez_on, confi
     wrapped = samplez.Middleware(list_or_streamed_app(config), flush="background", flush_interval=3600)
 
     def requests():
-        leaked = call(wrapped, "/streamed")
+        leaked = wsgi_call(wrapped, "/streamed")
         assert list(leaked) == [b"streamed"]  # never closed: its batch stays held
         for _ in range(2):  # each takes a batch of its own, and gives the variable back
-            call(wrapped, "/list")
+            wsgi_call(wrapped, "/list")
             assert batch.request_var.get().held
         samplez.set(config, "outside", 1)
         assert engine.pending == 3
@@ -287,7 +283,7 @@ def test_a_set_from_a_copy_of_an_earlier_request_context_is_kept(samplez_on, con
         return [b"ok"]
 
     wrapped = samplez.Middleware(app, flush="background", flush_interval=3600)
-    contextvars.Context().run(lambda: (call(wrapped, "/first"), call(wrapped, "/second")))
+    contextvars.Context().run(lambda: (wsgi_call(wrapped, "/first"), wsgi_call(wrapped, "/second")))
     samplez.flush()
     assert samplez.get(config).count("late") == 1
 
@@ -300,10 +296,10 @@ def test_a_batch_left_full_by_a_failed_fold_is_replaced(samplez_on, config):
         batch.request_var.set(stuck)
         samplez.set(config, "stuck", 1)
         stuck.active = False  # as a fold that raised would leave it
-        call(wrapped, "/list")
+        wsgi_call(wrapped, "/list")
         kept = batch.request_var.get()
         assert kept is not stuck and not kept.active and len(kept) == 0
-        call(wrapped, "/list")
+        wsgi_call(wrapped, "/list")
         assert batch.request_var.get() is kept
 
     contextvars.Context().run(requests)
