@@ -1625,17 +1625,19 @@ Base_call(Base *self, PyObject *args, PyObject *kwargs)
      * reuses the batch it finds there when that is idle (inactive, empty,
      * no body of it left to close). Setting and resetting the variable per
      * request made and freed two HAMT nodes and a token, a third of the
-     * instructions samplez adds to a request (bench_instructions.py). */
+     * instructions samplez added to a request (callgrind of a worker,
+     * docs/PERFORMANCE.md). */
     PyObject *before;
     if (PyContextVar_Get(request_var, NULL, &before) < 0) {
         return NULL;
     }
+    /* a batch whose request's code is not running */
+    Batch *resting = before != NULL && Py_IS_TYPE(before, batch_type) && !((Batch *)before)->active ? (Batch *)before : NULL;
     Batch *batch;
     PyObject *token = NULL;
     int inside = 0;
-    if (before != NULL && Py_IS_TYPE(before, batch_type) && !((Batch *)before)->active && !((Batch *)before)->held
-        && ((Batch *)before)->size == 0 && ((Batch *)before)->side == NULL) {
-        batch = (Batch *)before; /* the reference the variable's read gave */
+    if (resting != NULL && !resting->held && resting->size == 0 && resting->side == NULL) {
+        batch = resting; /* the reference the variable's read gave */
         batch->active = 1;
     }
     else {
@@ -1645,9 +1647,8 @@ Base_call(Base *self, PyObject *args, PyObject *kwargs)
          * another request's call (a middleware inside another) as this
          * call returns, else (a body of an earlier request still to be
          * closed) when this request's body closes. */
-        int first = before == NULL || before == Py_None
-            || (Py_IS_TYPE(before, batch_type) && !((Batch *)before)->active && !((Batch *)before)->held);
-        inside = !first && !(Py_IS_TYPE(before, batch_type) && !((Batch *)before)->active);
+        int first = before == NULL || before == Py_None || (resting != NULL && !resting->held);
+        inside = !first && resting == NULL;
         Py_XDECREF(before);
         batch = batch_new();
         if (batch == NULL) {

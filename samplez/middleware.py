@@ -111,9 +111,10 @@ class _PythonCall:
         # request reuses the one it finds idle there: no contextvars set or
         # reset per request (see _speedups.c's Base_call).
         before = request_var.get()
+        resting = type(before) is batch.new_batch and not before.active  # its request's code is not running
         token: Token[Any] | None = None
         inside = False
-        if type(before) is batch.new_batch and not before.active and not before.held and not before:
+        if resting and not before.held and not before:
             request_batch = before
             request_batch.active = True
         else:
@@ -123,8 +124,8 @@ class _PythonCall:
             # another request's call (a middleware inside another) as this
             # call returns, else (a body of an earlier request still to be
             # closed) when this request's body closes.
-            first = before is None or (type(before) is batch.new_batch and not before.active and not before.held)
-            inside = not first and before.active
+            first = before is None or (resting and not before.held)
+            inside = not first and not resting
             request_batch = batch.new_batch()
             token = request_var.set(request_batch)
             if first:
