@@ -18,6 +18,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <math.h>
+#include <time.h>
 
 /* Set once by setup(), from batch.py and middleware.py. */
 static PyObject *request_var;   /* the ContextVar holding the request batch */
@@ -27,6 +28,7 @@ static PyObject *py_finish;     /* batch.python_finish: a batch with more than v
 static PyObject *py_clock_failed; /* batch.clock_failed: drops and logs a batch's samples */
 static PyObject *side_key;      /* batch._SIDE */
 static PyObject *flushing_type; /* middleware._Flushing */
+static PyObject *time_time;     /* time.time, the default clock, which now() reads itself */
 
 static PyObject *s_number_slot, *s_clock, *s_pending, *s_max_pending, *s_thread, *s_flush_mode;
 static PyObject *s_request, *s_background, *s_trim, *s_start, *s_path_info, *s_empty;
@@ -115,16 +117,23 @@ done(PyObject *result)
 
 /* -- the process batch ---------------------------------------------------- */
 
-/* An event is (slot, key, value, when). Pending keeps each one as four
- * references in a ring of records, one block of memory, instead of a tuple
- * each: a request's fold allocates nothing per event, and the events
- * waiting for the flusher (thousands, in a busy worker) no longer fill the
- * allocator's pools between the app's own short-lived objects, where they
- * slowed the app itself (docs/PERFORMANCE.md). Tuples are made when events
- * are read out, by the flusher. */
+/* An event is (slot, key, value, when). Pending keeps each one as three
+ * references and a time in a ring of records, one block of memory, instead
+ * of a tuple each: a request's fold allocates nothing per event, and the
+ * events waiting for the flusher (thousands, in a busy worker) no longer
+ * fill the allocator's pools between the app's own short-lived objects,
+ * where they slowed the app itself (docs/PERFORMANCE.md). The time is a
+ * double, not the clock's float: a float kept per request until the flush
+ * was one more object of each request's left in the pools, and one more
+ * cold object for the flusher to free. Tuples are made when events are
+ * read out, by the flusher. */
 typedef struct {
-    PyObject *slot, *key, *value, *when;
+    PyObject *slot, *key, *value;
+    double when;
 } Record;
+
+/* Keys a fold has seen lately, by slot (see add()). */
+#define RECENT_KEYS 16
 
 typedef struct {
     PyObject_HEAD
@@ -133,6 +142,7 @@ typedef struct {
     Py_ssize_t size;
     Py_ssize_t capacity;
     int discard;          /* Pending(maxlen=0): keeps nothing (bench stages) */
+    PyObject *recent[RECENT_KEYS]; /* exact str keys, or NULL */
 } Pending;
 
 static PyTypeObject *pending_type;
@@ -185,18 +195,17 @@ record_release(Record record)
     Py_DECREF(record.slot);
     Py_DECREF(record.key);
     Py_DECREF(record.value);
-    Py_DECREF(record.when);
 }
 
 /* Keeps new references to the four; room was reserved. Allocates
  * nothing, so no collection (and no finalizer) runs in a loop of these. */
 static void
-pending_push(Pending *self, PyObject *slot, PyObject *key, PyObject *value, PyObject *when, int left)
+pending_push(Pending *self, PyObject *slot, PyObject *key, PyObject *value, double when, int left)
 {
     if (self->discard) {
         return;
     }
-    Record record = {Py_NewRef(slot), Py_NewRef(key), Py_NewRef(value), Py_NewRef(when)};
+    Record record = {Py_NewRef(slot), Py_NewRef(key), Py_NewRef(value), when};
     if (left) {
         self->head = (self->head - 1) & (self->capacity - 1);
         self->items[self->head] = record;
@@ -214,15 +223,17 @@ pending_push(Pending *self, PyObject *slot, PyObject *key, PyObject *value, PyOb
 static PyObject *
 event_from(Record owned)
 {
-    PyObject *event = PyTuple_New(4);
+    PyObject *when = PyFloat_FromDouble(owned.when);
+    PyObject *event = when == NULL ? NULL : PyTuple_New(4);
     if (event == NULL) {
+        Py_XDECREF(when);
         record_release(owned);
         return NULL;
     }
     PyTuple_SET_ITEM(event, 0, owned.slot);
     PyTuple_SET_ITEM(event, 1, owned.key);
     PyTuple_SET_ITEM(event, 2, owned.value);
-    PyTuple_SET_ITEM(event, 3, owned.when);
+    PyTuple_SET_ITEM(event, 3, when);
     if (!PyObject_GC_IsTracked(owned.value)) {
         PyObject_GC_UnTrack(event);
     }
@@ -230,9 +241,9 @@ event_from(Record owned)
 }
 
 static PyObject *
-make_event(PyObject *slot, PyObject *key, PyObject *value, PyObject *when)
+make_event(PyObject *slot, PyObject *key, PyObject *value, double when)
 {
-    Record owned = {Py_NewRef(slot), Py_NewRef(key), Py_NewRef(value), Py_NewRef(when)};
+    Record owned = {Py_NewRef(slot), Py_NewRef(key), Py_NewRef(value), when};
     return event_from(owned);
 }
 
@@ -263,14 +274,38 @@ pending_add(Pending *self, PyObject *events, int left)
         return NULL;
     }
     Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+    /* The times first, as they may be refused. Only a float or an int is
+     * taken: converting anything else could run code that changes items. */
+    double *whens = PyMem_Malloc((count ? count : 1) * sizeof(double));
+    if (whens == NULL) {
+        Py_DECREF(items);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *when = PyTuple_GET_ITEM(PySequence_Fast_GET_ITEM(items, i), 3);
+        if (PyFloat_Check(when)) {
+            whens[i] = PyFloat_AS_DOUBLE(when);
+            continue;
+        }
+        whens[i] = PyLong_Check(when) ? PyLong_AsDouble(when) : -1.0;
+        if (whens[i] == -1.0 && (!PyLong_Check(when) || PyErr_Occurred())) {
+            PyErr_Clear(); /* an int too large for a double, or no number */
+            PyErr_Format(PyExc_TypeError, "an event's time is a number of seconds, got %R", when);
+            PyMem_Free(whens);
+            Py_DECREF(items);
+            return NULL;
+        }
+    }
     if (pending_reserve(self, count) < 0) {
+        PyMem_Free(whens);
         Py_DECREF(items);
         return NULL;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject **event = &PyTuple_GET_ITEM(PySequence_Fast_GET_ITEM(items, i), 0);
-        pending_push(self, event[0], event[1], event[2], event[3], left);
+        pending_push(self, event[0], event[1], event[2], whens[i], left);
     }
+    PyMem_Free(whens);
     Py_DECREF(items);
     Py_RETURN_NONE;
 }
@@ -321,8 +356,7 @@ typedef struct {
     PyObject_HEAD
     Record *items;
     Py_ssize_t size;
-    double earliest, latest; /* of the events' times, when every one is a float */
-    int span_known;
+    double earliest, latest; /* of the events' times */
 } Events;
 
 static PyTypeObject *events_type;
@@ -342,7 +376,6 @@ events_new(Py_ssize_t capacity)
     }
     self->items = items;
     self->size = 0;
-    self->span_known = 1;
     self->earliest = Py_HUGE_VAL;
     self->latest = -Py_HUGE_VAL;
     PyObject_GC_Track(self);
@@ -354,14 +387,8 @@ static void
 events_push(Events *self, Record owned)
 {
     self->items[self->size++] = owned;
-    if (PyFloat_CheckExact(owned.when)) {
-        double when = PyFloat_AS_DOUBLE(owned.when);
-        self->earliest = when < self->earliest ? when : self->earliest;
-        self->latest = when > self->latest ? when : self->latest;
-    }
-    else {
-        self->span_known = 0;
-    }
+    self->earliest = owned.when < self->earliest ? owned.when : self->earliest;
+    self->latest = owned.when > self->latest ? owned.when : self->latest;
 }
 
 static Py_ssize_t
@@ -381,11 +408,11 @@ Events_item(Events *self, Py_ssize_t i)
     return make_event(record.slot, record.key, record.value, record.when);
 }
 
-/* (earliest, latest) of the events' times, or None when one is not a float. */
+/* (earliest, latest) of the events' times, or None when there are none. */
 static PyObject *
 Events_span(Events *self, PyObject *unused)
 {
-    if (!self->span_known || self->size == 0) {
+    if (self->size == 0) {
         Py_RETURN_NONE;
     }
     return Py_BuildValue("(dd)", self->earliest, self->latest);
@@ -398,7 +425,6 @@ Events_traverse(Events *self, visitproc visit, void *arg)
     for (Py_ssize_t i = 0; i < self->size; i++) {
         Py_VISIT(self->items[i].key);
         Py_VISIT(self->items[i].value);
-        Py_VISIT(self->items[i].when);
     }
     return 0;
 }
@@ -434,7 +460,7 @@ Events_repr(Events *self)
 }
 
 static PyMethodDef Events_methods[] = {
-    {"span", (PyCFunction)Events_span, METH_NOARGS, "(earliest, latest) of the events' times; None if one is not a float."},
+    {"span", (PyCFunction)Events_span, METH_NOARGS, "(earliest, latest) of the events' times; None if there are none."},
     {NULL},
 };
 
@@ -601,7 +627,6 @@ Pending_traverse(Pending *self, visitproc visit, void *arg)
         Record *record = &RECORD(self, i);
         Py_VISIT(record->key);
         Py_VISIT(record->value);
-        Py_VISIT(record->when);
     }
     return 0;
 }
@@ -610,6 +635,9 @@ static int
 Pending_clear(Pending *self)
 {
     Py_XDECREF(Pending_clear_method(self, NULL));
+    for (int i = 0; i < RECENT_KEYS; i++) {
+        Py_CLEAR(self->recent[i]);
+    }
     return 0;
 }
 
@@ -1117,11 +1145,34 @@ c_pending(void)
     return (Pending *)Py_NewRef(pending);
 }
 
+/* ``key``, or the equal str a fold of ``slot`` kept lately. A view's key
+ * is often a str made anew by each request (a path): the records keep the
+ * one they saw first, and each request's own copy dies with the request,
+ * its memory hot for the next one, instead of living in the pools until
+ * the flush and being freed, cold, by the flusher. Takes and returns a
+ * reference. Frees only str objects: no code runs. */
+static PyObject *
+kept_key(Pending *into, Py_ssize_t slot, PyObject *key)
+{
+    PyObject **seen = &into->recent[slot & (RECENT_KEYS - 1)];
+    if (*seen == key || !PyUnicode_CheckExact(key)) {
+        return key;
+    }
+    if (*seen != NULL && PyUnicode_GET_LENGTH(*seen) == PyUnicode_GET_LENGTH(key)
+        && PyUnicode_KIND(*seen) == PyUnicode_KIND(key)
+        && memcmp(PyUnicode_DATA(*seen), PyUnicode_DATA(key), PyUnicode_GET_LENGTH(key) * PyUnicode_KIND(key)) == 0) {
+        Py_DECREF(key);
+        return Py_NewRef(*seen);
+    }
+    Py_XSETREF(*seen, Py_NewRef(key));
+    return key;
+}
+
 /* Add to ``into`` the events of a request's ``batch``, which is left
  * empty, or, with ``batch`` NULL, the one event (slot, key, value), all
  * stamped ``when``; then settle(). */
 static int
-add(Pending *into, Batch *batch, PyObject *slot, PyObject *key, PyObject *value, PyObject *when)
+add(Pending *into, Batch *batch, PyObject *slot, PyObject *key, PyObject *value, double when)
 {
     if (pending_reserve(into, batch == NULL ? 1 : batch->size) < 0) {
         return -1;
@@ -1136,7 +1187,8 @@ add(Pending *into, Batch *batch, PyObject *slot, PyObject *key, PyObject *value,
         /* The entries' references move to the records: no code runs. */
         for (Py_ssize_t i = 0; i < batch->size; i++) {
             Entry *entry = &batch->entries[i];
-            RECORD(into, into->size) = (Record){entry->slot_obj, entry->key, entry->value, Py_NewRef(when)};
+            PyObject *kept = kept_key(into, entry->slot, entry->key);
+            RECORD(into, into->size) = (Record){entry->slot_obj, kept, entry->value, when};
             into->size++;
         }
         batch_forget(batch);
@@ -1144,18 +1196,31 @@ add(Pending *into, Batch *batch, PyObject *slot, PyObject *key, PyObject *value,
     return settle(into->size);
 }
 
-/* The time events are stamped with: engine.clock(). */
-static PyObject *
+/* The time events are stamped with, engine.clock(), in seconds; -1 with
+ * an exception set when the clock fails or gives no number. The default
+ * clock, time.time, is read here without a call or a float. */
+static double
 now(void)
 {
     if (mirrored.clock == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "samplez: the engine's clock was not mirrored");
-        return NULL;
+        return -1.0;
+    }
+    if (mirrored.clock == time_time) {
+        struct timespec ts;
+        if (clock_gettime(CLOCK_REALTIME, &ts) == 0) {
+            return (double)((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec) / 1e9; /* as time.time() rounds */
+        }
     }
     PyObject *clock = Py_NewRef(mirrored.clock); /* the call may replace it */
     PyObject *when = PyObject_CallNoArgs(clock);
     Py_DECREF(clock);
-    return when;
+    if (when == NULL) {
+        return -1.0;
+    }
+    double seconds = PyFloat_AsDouble(when);
+    Py_DECREF(when);
+    return seconds;
 }
 
 /* -- which slot a target's sets take ------------------------------------ */
@@ -1271,9 +1336,8 @@ sz_set(PyObject *module, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwn
             Py_DECREF(slot);
             return PyObject_Vectorcall(py_set, args, nargsf, NULL);
         }
-        PyObject *when = now();
-        int failed = when == NULL || add(into, NULL, slot, key, value, when) < 0;
-        Py_XDECREF(when);
+        double when = now();
+        int failed = (when == -1.0 && PyErr_Occurred()) || add(into, NULL, slot, key, value, when) < 0;
         Py_DECREF(into);
         Py_DECREF(slot);
         if (failed) {
@@ -1317,8 +1381,8 @@ finish(PyObject *batch)
     if (into == NULL) {
         return done(PyObject_CallOneArg(py_finish, batch));
     }
-    PyObject *when = now();
-    if (when == NULL) { /* the samples are dropped, counted and logged */
+    double when = now();
+    if (when == -1.0 && PyErr_Occurred()) { /* the samples are dropped, counted and logged */
         Py_DECREF(into);
         PyObject *type, *error, *traceback;
         PyErr_Fetch(&type, &error, &traceback);
@@ -1333,7 +1397,6 @@ finish(PyObject *batch)
         return result;
     }
     int result = add(into, (Batch *)batch, NULL, NULL, NULL, when);
-    Py_DECREF(when);
     Py_DECREF(into);
     return result;
 }
@@ -1852,6 +1915,15 @@ PyInit__speedups(void)
     INTERN(s_serve_dashboard, "_serve_dashboard");
     INTERN(s_close, "close");
     if ((one = PyLong_FromLong(1)) == NULL) {
+        return NULL;
+    }
+    PyObject *time_module = PyImport_ImportModule("time");
+    if (time_module == NULL) {
+        return NULL;
+    }
+    time_time = PyObject_GetAttrString(time_module, "time");
+    Py_DECREF(time_module);
+    if (time_time == NULL) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&module_def);

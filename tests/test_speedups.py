@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections import deque
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -267,6 +268,8 @@ def test_pending_refuses_what_is_not_an_event_and_adds_nothing_then():
         pending.append("not an event")
     with pytest.raises(TypeError):
         pending.extend(5)
+    with pytest.raises(TypeError, match="time is a number"):
+        pending.append((1, "k", 1, None))
     for maxlen in (-1, 3, "0"):  # no other bound: the engine counts its own drops
         with pytest.raises(ValueError, match="maxlen"):
             batch.speedups.Pending(maxlen=maxlen)
@@ -329,6 +332,61 @@ def test_take_groups_is_the_flush_grouping_and_empties_the_batch():
     assert not any(gc.is_tracked(e) for events in taken.values() for e in events)
     # Each group keeps the span of its times; a reservoir reads it, not them.
     assert [taken[slot].span() for slot in (0, 1001)] == [(1000.0, 1099.0), (2.0, 1100.0)]
+
+
+@needs_c
+def test_pending_keeps_an_events_time_as_a_number_of_seconds():
+    pending = batch.speedups.Pending()
+    pending.extend([(1, "k", 1, 1000), (1, "k", 1, 1000.25)])
+    assert [e[3] for e in pending] == [1000.0, 1000.25] and type(pending[0][3]) is float
+    for refused in ("noon", None, 10**400, Decimal(5)):
+        with pytest.raises(TypeError, match="time is a number"):
+            pending.extend([(1, "k", 1, 5.0), (1, "k", 1, refused)])
+    assert len(pending) == 2  # nothing of a refused extend was added
+
+
+@needs_c
+def test_a_fold_keeps_one_copy_of_a_key_that_each_request_makes_anew(samplez_on, config):
+    # A view's key is often a str each request builds (a path): the events
+    # keep the copy they saw first, and a later request's copy dies with it.
+    engine.clear()
+    paths = ["/item/1", "/item/1", "/item/2", "/item/1", "/itém/1"]
+    made = []
+    for path in paths:
+        key = "".join(["/", path[1:]])  # a new object each time
+        made.append(key)
+        token = batch.begin()
+        samplez.set(config, key, 1.0)
+        batch.end(token)
+    keys = [event[1] for event in engine._pending]
+    assert keys == paths
+    assert keys[0] is keys[1] is made[0]
+    refs = sys.getrefcount(made[1])
+    assert refs == 2  # the list's and the call's: no event holds it
+    # Another key of the same length is another key; after it, the copy
+    # kept is the one seen last.
+    assert keys[2] is made[2] and keys[3] is made[3] and keys[4] is made[4]
+    engine.clear()
+
+
+@needs_c
+def test_with_time_time_as_the_clock_the_c_path_reads_the_time_itself(samplez_on, config, clock):
+    import time
+
+    engine.clear()
+    engine.clock = time.time
+    try:
+        before = time.time()
+        samplez.set(config, "k", 1)
+        token = batch.begin()
+        samplez.set(config, "k", 2)
+        batch.end(token)
+        after = time.time()
+    finally:
+        engine.clock = clock
+    whens = [event[3] for event in engine._pending]
+    assert len(whens) == 2 and before <= whens[0] <= whens[1] <= after
+    engine.clear()
 
 
 def test_a_process_batch_of_another_kind_is_filled_by_the_python_twin(samplez_on, config, clock):
