@@ -51,14 +51,16 @@ def start_gunicorn(
     workers: int = 2,
     app: str = "wsgi",
     extra_env: dict[str, str] | None = None,
+    config: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """gunicorn serving ``_wsgi_app`` in ``mode`` (its ``BENCH_*`` settings
-    plus ``extra_env``); ``memcache`` is needed by the modes that use samplez."""
+    plus ``extra_env``), with the gunicorn ``config`` file if given;
+    ``memcache`` is needed by the modes that use samplez."""
     env = {**os.environ, "BENCH_MODE": mode, "BENCH_APP": app, "PYTHONPATH": str(ROOT), **(extra_env or {})}
     if memcache is not None:
         env["SAMPLEZ_MEMCACHE"] = memcache
     args = [GUNICORN, "-w", str(workers), "-k", "sync", "-b", f"127.0.0.1:{port}", "--chdir", str(ROOT / "bench")]
-    args += ["--log-level", "warning", "_wsgi_app:app"]
+    args += ["--log-level", "warning", *(["-c", str(config)] if config else []), "_wsgi_app:app"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
