@@ -31,7 +31,7 @@ import time
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 from _common import RESULTS, ROOT, Memcached, median, save_chart, spread, verdict, write_results
 
@@ -75,7 +75,9 @@ def start_gunicorn(
 
 
 @contextmanager
-def serving(starts: dict[str, Callable[[], subprocess.Popen[bytes]]]) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+def serving(
+    starts: Mapping[str, Callable[[], subprocess.Popen[bytes]]],
+) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     """Start one gunicorn per mode; stop every one started, however the
     block ends (also when a later one fails to start)."""
     procs: dict[str, subprocess.Popen[bytes]] = {}
