@@ -1158,9 +1158,7 @@ kept_key(Pending *into, Py_ssize_t slot, PyObject *key)
     if (*seen == key || !PyUnicode_CheckExact(key)) {
         return key;
     }
-    if (*seen != NULL && PyUnicode_GET_LENGTH(*seen) == PyUnicode_GET_LENGTH(key)
-        && PyUnicode_KIND(*seen) == PyUnicode_KIND(key)
-        && memcmp(PyUnicode_DATA(*seen), PyUnicode_DATA(key), PyUnicode_GET_LENGTH(key) * PyUnicode_KIND(key)) == 0) {
+    if (*seen != NULL && same_key(*seen, key)) {
         Py_DECREF(key);
         return Py_NewRef(*seen);
     }
