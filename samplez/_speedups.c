@@ -247,11 +247,12 @@ make_event(PyObject *slot, PyObject *key, PyObject *value, double when)
     return event_from(owned);
 }
 
-/* The items of ``events`` (a list or tuple of events), checked. */
+/* The items of ``events`` (an iterable of events), checked, in a tuple of
+ * their own: nothing that runs while they are read can change it. */
 static PyObject *
 checked_events(PyObject *events)
 {
-    PyObject *items = PySequence_Fast(events, "Pending takes an iterable of events");
+    PyObject *items = PySequence_Tuple(events);
     if (items == NULL) {
         return NULL;
     }
@@ -274,8 +275,7 @@ pending_add(Pending *self, PyObject *events, int left)
         return NULL;
     }
     Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
-    /* The times first, as they may be refused. Only a float or an int is
-     * taken: converting anything else could run code that changes items. */
+    /* The times first, as they may be refused. */
     double *whens = PyMem_Malloc((count ? count : 1) * sizeof(double));
     if (whens == NULL) {
         Py_DECREF(items);
@@ -283,14 +283,10 @@ pending_add(Pending *self, PyObject *events, int left)
     }
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *when = PyTuple_GET_ITEM(PySequence_Fast_GET_ITEM(items, i), 3);
-        if (PyFloat_Check(when)) {
-            whens[i] = PyFloat_AS_DOUBLE(when);
-            continue;
-        }
-        whens[i] = PyLong_Check(when) ? PyLong_AsDouble(when) : -1.0;
-        if (whens[i] == -1.0 && (!PyLong_Check(when) || PyErr_Occurred())) {
-            PyErr_Clear(); /* an int too large for a double, or no number */
-            PyErr_Format(PyExc_TypeError, "an event's time is a number of seconds, got %R", when);
+        whens[i] = PyFloat_AsDouble(when);
+        if (whens[i] == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear(); /* no number, or one too large for a float */
+            PyErr_Format(PyExc_TypeError, "an event's time is a number of seconds, as a float, got %R", when);
             PyMem_Free(whens);
             Py_DECREF(items);
             return NULL;

@@ -337,12 +337,21 @@ def test_take_groups_is_the_flush_grouping_and_empties_the_batch():
 @needs_c
 def test_pending_keeps_an_events_time_as_a_number_of_seconds():
     pending = batch.speedups.Pending()
-    pending.extend([(1, "k", 1, 1000), (1, "k", 1, 1000.25)])
-    assert [e[3] for e in pending] == [1000.0, 1000.25] and type(pending[0][3]) is float
-    for refused in ("noon", None, 10**400, Decimal(5)):
+    pending.extend([(1, "k", 1, 1000), (1, "k", 1, 1000.25), (1, "k", 1, Decimal("1000.5"))])
+    assert [e[3] for e in pending] == [1000.0, 1000.25, 1000.5] and type(pending[0][3]) is float
+    for refused in ("noon", None, 10**400):
         with pytest.raises(TypeError, match="time is a number"):
             pending.extend([(1, "k", 1, 5.0), (1, "k", 1, refused)])
-    assert len(pending) == 2  # nothing of a refused extend was added
+    assert len(pending) == 3  # nothing of a refused extend was added
+
+    class Shrinking:  # converting it empties the list it came in
+        def __float__(self) -> float:
+            events.clear()
+            return 7.0
+
+    events = [(1, "k", 1, Shrinking()), (1, "k", 1, 8.0)]
+    pending.extend(events)
+    assert [e[3] for e in pending][3:] == [7.0, 8.0]
 
 
 @needs_c
