@@ -1,5 +1,5 @@
-"""``gunicorn -w 4 example_app:app`` against one real memcached, with sync
-and with gthread workers: the counts of every worker add up exactly (each forked worker flushes its own batch,
+"""``gunicorn -w 4 example_app:app`` against one real memcached: the counts
+of every worker add up exactly (each forked worker flushes its own batch,
 none is lost or applied twice), and SIGTERM flushes what is pending."""
 
 from __future__ import annotations
@@ -98,15 +98,10 @@ def counted() -> tuple[int, int]:
     return requests, latency
 
 
-@pytest.mark.parametrize(
-    "worker_class",
-    [(), ("-k", "gthread", "--threads", "4")],  # gthread: requests on a pool's threads, each its own context
-    ids=["sync", "gthread"],
-)
-def test_four_workers_count_exactly(memcached, worker_class):
+def test_four_workers_count_exactly(memcached):
     samplez.configure(store=samplez.MemcacheStore(memcached.address))
     sent = CLIENTS * 2000
-    with gunicorn(memcached, *worker_class) as (port, _):
+    with gunicorn(memcached) as (port, _):
         assert hammer(port, sent // CLIENTS) == []
         # The workers' flushers run every 0.5 s, and a worker that loses a
         # compare-and-swap on the shared actives applies it at its next
