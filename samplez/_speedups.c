@@ -197,7 +197,7 @@ record_release(Record record)
     Py_DECREF(record.value);
 }
 
-/* Keeps new references to the four; room was reserved. Allocates
+/* Keeps new references to the three objects; room was reserved. Allocates
  * nothing, so no collection (and no finalizer) runs in a loop of these. */
 static void
 pending_push(Pending *self, PyObject *slot, PyObject *key, PyObject *value, double when, int left)
@@ -247,63 +247,51 @@ make_event(PyObject *slot, PyObject *key, PyObject *value, double when)
     return event_from(owned);
 }
 
-/* The items of ``events`` (an iterable of events), checked, in a tuple of
- * their own: nothing that runs while they are read can change it. */
+/* Adds ``events`` (an iterable of events) on the right, or each before the
+ * last on the left, once every one is checked and its time read: a
+ * refused event adds none. They are read from a tuple of their own, which
+ * nothing run by a time's conversion can change. */
 static PyObject *
-checked_events(PyObject *events)
+pending_add(Pending *self, PyObject *events, int left)
 {
     PyObject *items = PySequence_Tuple(events);
     if (items == NULL) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(items); i++) {
-        PyObject *event = PySequence_Fast_GET_ITEM(items, i);
-        if (!PyTuple_Check(event) || PyTuple_GET_SIZE(event) != 4) {
-            PyErr_Format(PyExc_TypeError, "an event is a (slot, key, value, when) tuple, got %R", event);
-            Py_DECREF(items);
-            return NULL;
-        }
-    }
-    return items;
-}
-
-static PyObject *
-pending_add(Pending *self, PyObject *events, int left)
-{
-    PyObject *items = checked_events(events);
-    if (items == NULL) {
-        return NULL;
-    }
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
-    /* The times first, as they may be refused. */
+    Py_ssize_t count = PyTuple_GET_SIZE(items);
     double *whens = PyMem_Malloc((count ? count : 1) * sizeof(double));
     if (whens == NULL) {
         Py_DECREF(items);
         return PyErr_NoMemory();
     }
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *when = PyTuple_GET_ITEM(PySequence_Fast_GET_ITEM(items, i), 3);
+        PyObject *event = PyTuple_GET_ITEM(items, i);
+        if (!PyTuple_Check(event) || PyTuple_GET_SIZE(event) != 4) {
+            PyErr_Format(PyExc_TypeError, "an event is a (slot, key, value, when) tuple, got %R", event);
+            goto refused;
+        }
+        PyObject *when = PyTuple_GET_ITEM(event, 3);
         whens[i] = PyFloat_AsDouble(when);
         if (whens[i] == -1.0 && PyErr_Occurred()) {
             PyErr_Clear(); /* no number, or one too large for a float */
             PyErr_Format(PyExc_TypeError, "an event's time is a number of seconds, as a float, got %R", when);
-            PyMem_Free(whens);
-            Py_DECREF(items);
-            return NULL;
+            goto refused;
         }
     }
     if (pending_reserve(self, count) < 0) {
-        PyMem_Free(whens);
-        Py_DECREF(items);
-        return NULL;
+        goto refused;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject **event = &PyTuple_GET_ITEM(PySequence_Fast_GET_ITEM(items, i), 0);
+        PyObject **event = &PyTuple_GET_ITEM(PyTuple_GET_ITEM(items, i), 0);
         pending_push(self, event[0], event[1], event[2], whens[i], left);
     }
     PyMem_Free(whens);
     Py_DECREF(items);
     Py_RETURN_NONE;
+refused:
+    PyMem_Free(whens);
+    Py_DECREF(items);
+    return NULL;
 }
 
 static PyObject *
