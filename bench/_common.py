@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -33,6 +34,15 @@ class Memcached(MemcachedServer):
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def median_interval(values: list[float], draws: int = 2000) -> tuple[float, float]:
+    """A 95 % bootstrap interval for the median of ``values`` (seeded, so a
+    run's figures reproduce): how far another run of as many rounds could
+    land on this noisy machine."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
+    return medians[int(draws * 0.025)], medians[int(draws * 0.975) - 1]
 
 
 def spread(values: list[float]) -> dict[str, float]:

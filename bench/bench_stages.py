@@ -35,7 +35,7 @@ from functools import partial
 from pathlib import Path
 
 from _common import ROOT, Memcached, median, spread, write_results
-from bench_throughput import family, run_wrk, serving, start_gunicorn
+from bench_throughput import family, fresh_rounds, run_wrk, start_gunicorn
 
 from samplez.testing import free_port
 
@@ -91,6 +91,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--app", choices=("wsgi", "flask"), default="wsgi")
+    parser.add_argument(
+        "--fresh-every", type=int, default=1, metavar="N", help="start every server anew each N rounds (default 1)"
+    )
     args = parser.parse_args()
     modes = list(STAGES)
     ports = {mode: free_port() for mode in modes}
@@ -105,24 +108,22 @@ def main() -> None:
             mode: partial(start, mode, ports[mode], extra_env={"BENCH_SPAN_DIR": str(span_dirs[mode])})
             for mode in modes
         }
-        with serving(starts) as procs:
+        warm = lambda mode: run_wrk(ports[mode], 1, args.connections)  # noqa: E731
+        for round_number, procs in fresh_rounds(starts, args.rounds, args.fresh_every, warm):
             workers = {mode: family(proc.pid)[1] for mode, proc in procs.items()}
-            for mode in modes:  # warm up
-                run_wrk(ports[mode], 1, args.connections)
-            for round_number in range(args.rounds):
-                for mode in modes if round_number % 2 == 0 else modes[::-1]:
-                    before, span_before = thread_cpu(workers[mode]), span_totals(span_dirs[mode])
-                    requests = run_wrk(ports[mode], args.seconds, args.connections)["rps"] * args.seconds
-                    after, span_after = thread_cpu(workers[mode]), span_totals(span_dirs[mode])
-                    spanned = max(span_after[1] - span_before[1], 1)
-                    samples[mode].append(
-                        (
-                            (span_after[0] - span_before[0]) / spanned / 1e3,
-                            (after[0] - before[0]) / requests * 1e6,
-                            (after[1] - before[1]) / requests * 1e6,
-                        )
+            for mode in modes if round_number % 2 == 0 else modes[::-1]:
+                before, span_before = thread_cpu(workers[mode]), span_totals(span_dirs[mode])
+                requests = run_wrk(ports[mode], args.seconds, args.connections)["rps"] * args.seconds
+                after, span_after = thread_cpu(workers[mode]), span_totals(span_dirs[mode])
+                spanned = max(span_after[1] - span_before[1], 1)
+                samples[mode].append(
+                    (
+                        (span_after[0] - span_before[0]) / spanned / 1e3,
+                        (after[0] - before[0]) / requests * 1e6,
+                        (after[1] - before[1]) / requests * 1e6,
                     )
-                print(f"round {round_number + 1} done")
+                )
+            print(f"round {round_number + 1} done")
     figures = {mode: stage_figures(samples[mode], samples["bare"]) for mode in modes}
     print(f"{'':34s} {'span':>8s} {'vs bare':>8s}  {'all threads':>11s} {'vs bare':>8s}  {'flusher':>7s}")
     for mode in modes:
