@@ -17,7 +17,7 @@ import argparse
 from functools import partial
 
 from _common import median, write_results
-from bench_throughput import run_wrk, serving, start_gunicorn
+from bench_throughput import add_fresh_option, fresh_rounds, run_wrk, start_gunicorn
 
 from samplez.testing import free_port
 
@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--burn", type=float, nargs="+", default=[5.0, 20.0])
+    add_fresh_option(parser)
     args = parser.parse_args()
     # mode -> (the _wsgi_app mode, µs burnt)
     runs = {"bare": ("bare", 0.0)}
@@ -40,14 +41,12 @@ def main() -> None:
         mode: partial(start_gunicorn, where, ports[mode], extra_env={"BENCH_BURN_US": str(us)})
         for mode, (where, us) in runs.items()
     }
-    with serving(starts):
-        for mode in modes:  # warm up
-            run_wrk(ports[mode], 1, args.connections)
-        rps: dict[str, list[float]] = {mode: [] for mode in modes}
-        for round_number in range(args.rounds):
-            for mode in modes if round_number % 2 == 0 else modes[::-1]:
-                rps[mode].append(run_wrk(ports[mode], args.seconds, args.connections)["rps"])
-            print(f"round {round_number + 1}: " + "  ".join(f"{m} {rps[m][-1]:.0f}" for m in modes))
+    rps: dict[str, list[float]] = {mode: [] for mode in modes}
+    warm = lambda mode: run_wrk(ports[mode], 1, args.connections)  # noqa: E731
+    for round_number, _ in fresh_rounds(starts, args.rounds, args.fresh_every, warm):
+        for mode in modes if round_number % 2 == 0 else modes[::-1]:
+            rps[mode].append(run_wrk(ports[mode], args.seconds, args.connections)["rps"])
+        print(f"round {round_number + 1}: " + "  ".join(f"{m} {rps[m][-1]:.0f}" for m in modes))
     figures: dict[str, dict[str, float]] = {}
     for mode in modes:
         ratios = [x / b for x, b in zip(rps[mode], rps["bare"])]

@@ -35,7 +35,7 @@ from functools import partial
 from pathlib import Path
 
 from _common import ROOT, Memcached, median, spread, write_results
-from bench_throughput import family, fresh_rounds, run_wrk, start_gunicorn
+from bench_throughput import add_fresh_option, family, fresh_rounds, run_wrk, start_gunicorn
 
 from samplez.testing import free_port
 
@@ -91,9 +91,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--app", choices=("wsgi", "flask"), default="wsgi")
-    parser.add_argument(
-        "--fresh-every", type=int, default=1, metavar="N", help="start every server anew each N rounds (default 1)"
-    )
+    add_fresh_option(parser)
     args = parser.parse_args()
     modes = list(STAGES)
     ports = {mode: free_port() for mode in modes}

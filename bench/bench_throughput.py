@@ -96,6 +96,13 @@ def serving(
             proc.wait(timeout=20)
 
 
+def add_fresh_option(parser: argparse.ArgumentParser) -> None:
+    """``--fresh-every N``, for :func:`fresh_rounds`."""
+    parser.add_argument(
+        "--fresh-every", type=int, default=1, metavar="N", help="start every server anew each N rounds (default 1)"
+    )
+
+
 def fresh_rounds(
     starts: Mapping[str, Callable[[], subprocess.Popen[bytes]]],
     rounds: int,
@@ -196,9 +203,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument(
-        "--fresh-every", type=int, default=1, metavar="N", help="start every server anew each N rounds (default 1)"
-    )
+    add_fresh_option(parser)
     parser.add_argument("--app", choices=("wsgi", "flask", "page", "both"), default="both")
     parser.add_argument("--chart-only", action="store_true", help="redraw throughput.png from throughput.json")
     args = parser.parse_args()
