@@ -127,7 +127,7 @@ def cut_short(mode: str) -> None:
     from samplez.engine import engine
 
     if mode == "stage_fold":  # a batch of the engine's own kind that keeps nothing
-        engine._pending = type(engine._pending)(maxlen=0)
+        engine._pending = type(engine._pending)(maxlen=0)  # type: ignore[call-arg]
     elif mode == "stage_pending":
         engine.flush = engine.clear  # type: ignore[assignment, method-assign]
 

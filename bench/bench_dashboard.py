@@ -85,7 +85,8 @@ def main() -> None:
         dashboard = samplez.Dashboard(sections=[section])
         for path, query in pages.values():  # warm up templates and connections
             assert call(dashboard, path, query)[2].startswith("200"), path
-        reads, timings, sizes = [], {name: [] for name in pages}, {}
+        reads, sizes = [], {}
+        timings: dict[str, list[float]] = {name: [] for name in pages}
         for _ in range(args.repeats):
             start = time.perf_counter()
             samplez.get(config)

@@ -194,7 +194,7 @@ def chart(soaked: dict[str, Any], path: Any) -> None:
     rate = soaked["achieved_rps"]
     left.set_title(f"RSS under load: {rate:,.0f} requests/s x 3 set calls, {KEYS:,} keys, memcached", fontsize=9)
     lines = left.get_lines() + right.get_lines()
-    left.legend(lines, [line.get_label() for line in lines], fontsize=8, loc="lower right")
+    left.legend(lines, [str(line.get_label()) for line in lines], fontsize=8, loc="lower right")
     save_chart(fig, path)
 
 

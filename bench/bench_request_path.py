@@ -167,7 +167,7 @@ def main() -> None:
         "flusher": {k: health[k] for k in ("flushes", "applied", "dropped", "errors", "round_trips")},
         "last_flush_round_trips": summary.round_trips,
     }
-    m = {k: v["median"] if isinstance(v, dict) and "median" in v else v for k, v in figures.items()}
+    m: dict[str, Any] = {k: v["median"] if isinstance(v, dict) and "median" in v else v for k, v in figures.items()}
     print(f"prometheus Counter.inc          {m['counter_inc_us']:.3f} µs")
     s_in, s_out = m["set_in_request_us"], m["set_outside_request_us"]
     x_in, x_out = m["set_in_request_x_counter_inc"], m["set_outside_x_counter_inc"]

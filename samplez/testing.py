@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 __all__ = ["MemcachedServer", "free_port"]
@@ -23,6 +23,9 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+_Server = TypeVar("_Server", bound="MemcachedServer")
 
 
 class MemcachedServer:
@@ -45,7 +48,7 @@ class MemcachedServer:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> MemcachedServer:
+    def start(self: _Server) -> _Server:
         binary = shutil.which("memcached") or "/usr/bin/memcached"
         args = [binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0"]
         args += ["-m", str(self.memory_mb), "-t", str(self.threads)]
