@@ -98,8 +98,14 @@ def serving(
 
 def add_fresh_option(parser: argparse.ArgumentParser) -> None:
     """``--fresh-every N``, for :func:`fresh_rounds`."""
+
+    def positive(text: str) -> int:
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"a whole number of rounds, 1 or more, not {text!r}")
+        return int(text)
+
     parser.add_argument(
-        "--fresh-every", type=int, default=1, metavar="N", help="start every server anew each N rounds (default 1)"
+        "--fresh-every", type=positive, default=1, metavar="N", help="start every server anew each N rounds (default 1)"
     )
 
 
