@@ -42,8 +42,7 @@ def main() -> None:
         for mode, (where, us) in runs.items()
     }
     rps: dict[str, list[float]] = {mode: [] for mode in modes}
-    warm = lambda mode: run_wrk(ports[mode], 1, args.connections)  # noqa: E731
-    for round_number, _ in fresh_rounds(starts, args.rounds, args.fresh_every, warm):
+    for round_number, _ in fresh_rounds(starts, ports, args):
         for mode in modes if round_number % 2 == 0 else modes[::-1]:
             rps[mode].append(run_wrk(ports[mode], args.seconds, args.connections)["rps"])
         print(f"round {round_number + 1}: " + "  ".join(f"{m} {rps[m][-1]:.0f}" for m in modes))

@@ -106,8 +106,7 @@ def main() -> None:
             mode: partial(start, mode, ports[mode], extra_env={"BENCH_SPAN_DIR": str(span_dirs[mode])})
             for mode in modes
         }
-        warm = lambda mode: run_wrk(ports[mode], 1, args.connections)  # noqa: E731
-        for round_number, procs in fresh_rounds(starts, args.rounds, args.fresh_every, warm):
+        for round_number, procs in fresh_rounds(starts, ports, args):
             workers = {mode: family(proc.pid)[1] for mode, proc in procs.items()}
             for mode in modes if round_number % 2 == 0 else modes[::-1]:
                 before, span_before = thread_cpu(workers[mode]), span_totals(span_dirs[mode])

@@ -111,24 +111,24 @@ def add_fresh_option(parser: argparse.ArgumentParser) -> None:
 
 def fresh_rounds(
     starts: Mapping[str, Callable[[], subprocess.Popen[bytes]]],
-    rounds: int,
-    fresh_every: int,
-    warm: Callable[[str], object],
+    ports: Mapping[str, int],
+    args: argparse.Namespace,
 ) -> Iterator[tuple[int, dict[str, subprocess.Popen[bytes]]]]:
-    """``(round number, servers)`` for each round, every server started anew
-    (and warmed by ``warm(mode)``) each ``fresh_every`` rounds.
+    """``(round number, servers)`` for each of ``args.rounds`` rounds, every
+    server started anew each ``args.fresh_every`` rounds and warmed by 1 s
+    of wrk with ``args.connections``.
 
     A process's draw of hash seed and address layout moves its throughput
     by up to 1 % (three bare servers in one run spread 1.0 %), and that
     offset stays put for as long as it lives: servers kept for a whole run
     charge it to one mode in every round, fresh ones spread it over all."""
     with ExitStack() as servers:
-        for number in range(rounds):
-            if number % fresh_every == 0:
+        for number in range(args.rounds):
+            if number % args.fresh_every == 0:
                 servers.close()
                 procs = servers.enter_context(serving(starts))
                 for mode in procs:
-                    warm(mode)
+                    run_wrk(ports[mode], 1, args.connections)
             yield number, procs
 
 
@@ -228,8 +228,7 @@ def measure(app: str, args: argparse.Namespace) -> None:
     with Memcached() as server:
         ports = {mode: free_port() for mode in MODES}
         starts = {mode: partial(start_gunicorn, mode, ports[mode], server.address, app=app) for mode in MODES}
-        warm = lambda mode: run_wrk(ports[mode], 1, args.connections)  # noqa: E731
-        for round_number, procs in fresh_rounds(starts, args.rounds, args.fresh_every, warm):
+        for round_number, procs in fresh_rounds(starts, ports, args):
             order = MODES if round_number % 2 == 0 else MODES[::-1]
             for mode in order:
                 # Server CPU per request (gunicorn and memcached): unlike
