@@ -40,6 +40,10 @@ class MemcachedServer:
 
     def __init__(self, port: int | None = None, memory_mb: int = 64, threads: int = 2) -> None:
         self.port = port or free_port()
+        # A port we chose may be taken before memcached binds it (by a
+        # loopback connection given it as its own); until the server has
+        # run once, start() may then choose another.
+        self._port_movable = port is None
         self.memory_mb = memory_mb
         self.threads = threads
         self.proc: subprocess.Popen[bytes] | None = None
@@ -49,6 +53,18 @@ class MemcachedServer:
         return f"127.0.0.1:{self.port}"
 
     def start(self: _Server) -> _Server:
+        for _ in range(3):
+            if self._launch():
+                self._port_movable = False
+                return self
+            if not self._port_movable:
+                break
+            self.port = free_port()  # ours was taken before memcached bound it
+        raise RuntimeError(f"memcached exited with {self.proc.returncode if self.proc else None} on port {self.port}")
+
+    def _launch(self) -> bool:
+        """Run memcached on ``self.port`` until it answers (True), or until
+        it exits (False: the port was not free)."""
         binary = shutil.which("memcached") or "/usr/bin/memcached"
         args = [binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0"]
         args += ["-m", str(self.memory_mb), "-t", str(self.threads)]
@@ -57,15 +73,24 @@ class MemcachedServer:
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"memcached exited with {self.proc.returncode}") from None
-                time.sleep(0.02)
+            if self._answers() and self.proc.poll() is None:
+                return True
+            if self.proc.poll() is not None:
+                return False
+            time.sleep(0.02)
         self.kill()
         raise RuntimeError(f"memcached did not start on port {self.port}")
+
+    def _answers(self) -> bool:
+        """Whether memcached answers ``version`` on the port. A connect alone
+        proves nothing: a loopback connect to a port no one listens on can
+        be given that very port as its own and reach itself."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"version\r\n")
+                return sock.recv(64).startswith(b"VERSION")
+        except OSError:
+            return False
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
