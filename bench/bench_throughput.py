@@ -3,7 +3,8 @@ serving a tiny app bare, wrapped by samplez (3 ``set`` calls per request,
 MemcacheStore on a memcached started here, background flusher), and
 wrapped with the original design's synchronous per-request flush.
 
-    .venv/bin/python bench/bench_throughput.py [--rounds 9] [--seconds 3] [--app wsgi|flask|page|both] [--fresh-every 1]
+    .venv/bin/python bench/bench_throughput.py [--rounds 9] [--seconds 3] [--app wsgi|flask|page|both]
+        [--fresh-every 1] [--ratio-only]
 
 The tiny app is a raw WSGI function (the harshest case: ~110 µs of server
 CPU per request, so every µs of samplez shows) and, by default also, the
@@ -19,6 +20,10 @@ throughput by up to 1 % for as long as it lives, which a run that kept its
 first servers charged to one mode in every round.
 Target (SPEC §4): wrapped >= 0.97 x bare.
 Writes ``bench/results/throughput.json`` and ``throughput.png``.
+
+``--ratio-only`` serves the bare and wrapped app alone, for the hundreds of
+rounds it takes to pin the ratio down (one round's ratio has an sd of about
+3.5 % here), and writes ``throughput_ratio.json`` (``throughput_<app>_ratio``).
 """
 
 from __future__ import annotations
@@ -211,6 +216,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     add_fresh_option(parser)
     parser.add_argument("--app", choices=("wsgi", "flask", "page", "both"), default="both")
+    parser.add_argument("--ratio-only", action="store_true", help="bare and wrapped only: the ratio, for long runs")
     parser.add_argument("--chart-only", action="store_true", help="redraw throughput.png from throughput.json")
     args = parser.parse_args()
     if args.chart_only:
@@ -222,14 +228,15 @@ def main() -> None:
 
 def measure(app: str, args: argparse.Namespace) -> None:
     """Alternated rounds of every mode for one kind of app; print and write."""
-    name = "throughput" if app == "wsgi" else f"throughput_{app}"
+    name = ("throughput" if app == "wsgi" else f"throughput_{app}") + ("_ratio" if args.ratio_only else "")
+    modes = MODES[:2] if args.ratio_only else MODES
     print(f"-- {app} app")
-    runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
+    runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     with Memcached() as server:
-        ports = {mode: free_port() for mode in MODES}
-        starts = {mode: partial(start_gunicorn, mode, ports[mode], server.address, app=app) for mode in MODES}
+        ports = {mode: free_port() for mode in modes}
+        starts = {mode: partial(start_gunicorn, mode, ports[mode], server.address, app=app) for mode in modes}
         for round_number, procs in fresh_rounds(starts, ports, args):
-            order = MODES if round_number % 2 == 0 else MODES[::-1]
+            order = modes if round_number % 2 == 0 else modes[::-1]
             for mode in order:
                 # Server CPU per request (gunicorn and memcached): unlike
                 # requests/s it barely moves with the machine's other load.
@@ -243,7 +250,7 @@ def measure(app: str, args: argparse.Namespace) -> None:
                 print(f"round {round_number + 1} {mode:8s} {rps:9.0f} req/s  p99 {p99:.2f} ms")
 
     figures: dict[str, dict[str, dict[str, float]]] = {}
-    for mode in MODES:
+    for mode in modes:
         figures[mode] = {
             field: spread([r[field] for r in runs[mode]])
             for field in ("rps", "server_cpu_us", *(f"p{p[:-1]}_ms" for p in PERCENTILES))
@@ -252,25 +259,21 @@ def measure(app: str, args: argparse.Namespace) -> None:
     # Ratios per round (same round = same machine weather), then the median.
     ratios = [w["rps"] / b["rps"] for w, b in zip(runs["wrapped"], runs["bare"])]
     ratio, interval = median(ratios), median_interval(ratios)
-    sync_ratio = median([s["rps"] / b["rps"] for s, b in zip(runs["sync"], runs["bare"])])
-    p99_gain = median([s["p99_ms"] / w["p99_ms"] for s, w in zip(runs["sync"], runs["wrapped"])])
     # Throughput a CPU-bound server keeps, from CPU per request measured in
     # the same rounds (conservative: wrk's own CPU is left out of both).
     cpu_ratio = median([b["server_cpu_us"] / w["server_cpu_us"] for w, b in zip(runs["wrapped"], runs["bare"])])
-    summary = {
+    summary: dict[str, object] = {
         "wrapped_x_bare_rps": ratio,
         "wrapped_x_bare_rps_95_interval": interval,
         "wrapped_x_bare_rps_per_round": ratios,
         "bare_x_wrapped_server_cpu_per_request": cpu_ratio,
-        "sync_x_bare_rps": sync_ratio,
-        "sync_p99_x_wrapped_p99": p99_gain,
         "rounds": args.rounds,
         "seconds_per_run": args.seconds,
         "connections": args.connections,
         "workers": 2,
         "app": app,
     }
-    for mode in MODES:
+    for mode in modes:
         f = figures[mode]
         print(
             f"{LABELS[mode]:32s} {f['rps']['median']:9.0f} req/s  p50 {f['p50_ms']['median']:.2f} ms"
@@ -280,17 +283,20 @@ def measure(app: str, args: argparse.Namespace) -> None:
         f"wrapped / bare throughput  {ratio:.3f}  [{verdict(ratio, 0.97, lower_is_better=False)} >= 0.97]"
         f"  (95 % interval of the median {interval[0]:.3f}..{interval[1]:.3f}, {len(ratios)} rounds)"
     )
+    cpu = ", ".join(f"{mode} {figures[mode]['server_cpu_us']['median']:.0f} µs" for mode in modes)
     print(
-        f"server CPU per request: bare {figures['bare']['server_cpu_us']['median']:.0f} µs,"
-        f" wrapped {figures['wrapped']['server_cpu_us']['median']:.0f} µs,"
-        f" sync {figures['sync']['server_cpu_us']['median']:.0f} µs;"
+        f"server CPU per request: {cpu};"
         f" bare/wrapped {cpu_ratio:.3f}  [{verdict(cpu_ratio, 0.97, lower_is_better=False)} >= 0.97]"
     )
-    print(f"sync-flush / bare          {sync_ratio:.3f};  sync p99 / wrapped p99 {p99_gain:.2f}x")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    if app == "wsgi":
-        chart(figures, RESULTS / "throughput.png")
-    write_results(name, {"summary": summary, **figures}, f"python bench/bench_throughput.py --app {app}")
+    if "sync" in runs:
+        sync_ratio = median([s["rps"] / b["rps"] for s, b in zip(runs["sync"], runs["bare"])])
+        p99_gain = median([s["p99_ms"] / w["p99_ms"] for s, w in zip(runs["sync"], runs["wrapped"])])
+        summary.update(sync_x_bare_rps=sync_ratio, sync_p99_x_wrapped_p99=p99_gain)
+        print(f"sync-flush / bare          {sync_ratio:.3f};  sync p99 / wrapped p99 {p99_gain:.2f}x")
+        if app == "wsgi":
+            chart(figures, RESULTS / "throughput.png")
+    command = f"python bench/bench_throughput.py --app {app} --rounds {args.rounds} --seconds {args.seconds}"
+    write_results(name, {"summary": summary, **figures}, command + (" --ratio-only" if args.ratio_only else ""))
 
 
 if __name__ == "__main__":
