@@ -54,7 +54,8 @@ def main() -> None:
     for us in args.burn:
         call, close = figures[f"burn_call_{us:g}"]["x_bare"], figures[f"burn_close_{us:g}"]["x_bare"]
         print(f"{us:g} µs before the response costs {100 * (1 - call):.1f} %, after it {100 * (1 - close):.1f} %")
-    write_results("placement", {"modes": figures, "rounds": args.rounds}, "python bench/bench_placement.py")
+    command = f"python bench/bench_placement.py --rounds {args.rounds} --seconds {args.seconds}"
+    write_results("placement", {"modes": figures, "rounds": args.rounds}, command)
 
 
 if __name__ == "__main__":
