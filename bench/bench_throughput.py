@@ -23,7 +23,7 @@ Writes ``bench/results/throughput.json`` and ``throughput.png``.
 
 ``--ratio-only`` serves the bare and wrapped app alone, for the hundreds of
 rounds it takes to pin the ratio down (one round's ratio has an sd of about
-3.5 % here), and writes ``throughput_ratio.json`` (``throughput_<app>_ratio``).
+3 % here), and writes ``throughput_ratio.json`` (``throughput_<app>_ratio``).
 """
 
 from __future__ import annotations
@@ -294,6 +294,7 @@ def measure(app: str, args: argparse.Namespace) -> None:
         summary.update(sync_x_bare_rps=sync_ratio, sync_p99_x_wrapped_p99=p99_gain)
         print(f"sync-flush / bare          {sync_ratio:.3f};  sync p99 / wrapped p99 {p99_gain:.2f}x")
         if app == "wsgi":
+            RESULTS.mkdir(parents=True, exist_ok=True)
             chart(figures, RESULTS / "throughput.png")
     command = f"python bench/bench_throughput.py --app {app} --rounds {args.rounds} --seconds {args.seconds}"
     write_results(name, {"summary": summary, **figures}, command + (" --ratio-only" if args.ratio_only else ""))
