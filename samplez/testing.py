@@ -53,13 +53,14 @@ class MemcachedServer:
         return f"127.0.0.1:{self.port}"
 
     def start(self: _Server) -> _Server:
-        for _ in range(3):
+        for attempt in range(3):
+            if attempt:
+                if not self._port_movable:
+                    break
+                self.port = free_port()  # ours was taken before memcached bound it
             if self._launch():
                 self._port_movable = False
                 return self
-            if not self._port_movable:
-                break
-            self.port = free_port()  # ours was taken before memcached bound it
         raise RuntimeError(f"memcached exited with {self.proc.returncode if self.proc else None} on port {self.port}")
 
     def _launch(self) -> bool:
