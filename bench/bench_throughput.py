@@ -229,7 +229,7 @@ def main() -> None:
 def measure(app: str, args: argparse.Namespace) -> None:
     """Alternated rounds of every mode for one kind of app; print and write."""
     name = ("throughput" if app == "wsgi" else f"throughput_{app}") + ("_ratio" if args.ratio_only else "")
-    modes = MODES[:2] if args.ratio_only else MODES
+    modes = ("bare", "wrapped") if args.ratio_only else MODES
     print(f"-- {app} app")
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     with Memcached() as server:
