@@ -157,7 +157,7 @@ def main() -> None:
         server.__enter__()
     try:
         store = samplez.MemcacheStore(server.address) if server else samplez.MemoryStore()
-        samplez.configure(store=store, clock=clock, flush="request", max_pending=2 * CHUNK)
+        samplez.configure(store=store, clock=clock, flush="request", max_pending=2 * CHUNK, max_pending_bytes=2**30)
         runs = []
         for seed in range(1, args.runs + 1):
             began = time.perf_counter()

@@ -77,7 +77,9 @@ def main() -> None:
         "index_html": ("/", ""),
     }
     with Memcached() as server:
-        samplez.configure(store=samplez.MemcacheStore(server.address), flush="request", max_pending=EVENTS)
+        samplez.configure(
+            store=samplez.MemcacheStore(server.address), flush="request", max_pending=EVENTS, max_pending_bytes=2**30
+        )
         fill(config)
         result = samplez.get(config)
         samples, keys, events = result.unique_samples, len(result.keys()), result.total_events

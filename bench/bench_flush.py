@@ -124,7 +124,9 @@ def main() -> None:
     ]
     keys = [f"/item/{i}" for i in range(64)]
     with Memcached() as server:
-        samplez.configure(store=samplez.MemcacheStore(server.address), flush="request", max_pending=1_000_000)
+        samplez.configure(
+            store=samplez.MemcacheStore(server.address), flush="request", max_pending=1_000_000, max_pending_bytes=2**30
+        )
         queue(busy, 100, keys)
         samplez.flush()  # warm up the connection
         figures = {

@@ -45,7 +45,7 @@ def bench_set_in_request(config: samplez.Config, keys: list[str]) -> Any:
         for i in range(calls):
             set_(config, keys[i & 63], 12.5)
         elapsed = time.perf_counter() - start
-        batch.request_var.reset(token)  # drop the batch: only the set calls are timed
+        batch.current.reset(token)  # drop the batch: only the set calls are timed
         return elapsed
 
     return run

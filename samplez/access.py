@@ -14,7 +14,7 @@ import binascii
 import hmac
 import ipaddress
 import logging
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from werkzeug.wrappers import Response
 
@@ -26,7 +26,7 @@ log = logging.getLogger("samplez")
 
 #: ``guard(environ)`` returns ``None`` to let the request in, else the
 #: response that refuses it.
-Guard = Callable[[dict[str, Any]], Optional[Response]]
+Guard = Callable[[dict[str, Any]], Response | None]
 
 
 def is_loopback(address: object) -> bool:

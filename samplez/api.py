@@ -16,18 +16,25 @@ def configure(
     prefix: str = _UNSET,
     flush_interval: float = _UNSET,
     max_pending: int = _UNSET,
+    max_pending_bytes: int = _UNSET,
     clock: Callable[[], float] = _UNSET,
     flush: str = _UNSET,
 ) -> None:
     """Set where and how samples are applied; arguments left out keep their
     current value (defaults: ``MemoryStore()``, ``prefix='samplez'``,
-    ``flush_interval=0.5``, ``max_pending=100_000``, ``clock=time.time``,
+    ``flush_interval=0.5``, ``max_pending=100_000``, ``max_pending_bytes=32 MiB``, ``clock=time.time``,
     ``flush='background'``).
 
     >>> samplez.configure(store=samplez.MemcacheStore('127.0.0.1:11211'))
     """
     engine.configure(
-        store=store, prefix=prefix, flush_interval=flush_interval, max_pending=max_pending, clock=clock, flush=flush
+        store=store,
+        prefix=prefix,
+        flush_interval=flush_interval,
+        max_pending=max_pending,
+        max_pending_bytes=max_pending_bytes,
+        clock=clock,
+        flush=flush,
     )
 
 

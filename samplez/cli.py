@@ -114,7 +114,7 @@ def run_ingest(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
     _store(args, "ingest")
     # Explicit flushes only: no background flusher thread in this process.
-    configure(flush="request", max_pending=max(100_000, 2 * args.batch_size))
+    configure(flush="request", max_pending=max(100_000, 2 * args.batch_size), max_pending_bytes=2**30)
     stop = _stop_on_signals()
     if args.zmq:
         lines = ingest.zmq_lines(args.zmq, stop, topic=args.subscribe, max_events=args.max_events)

@@ -13,6 +13,9 @@ from .metric import Context, Event, Metric, Plan, check_number, positive_int, te
 __all__ = ["Config"]
 
 MAX_SAMPLES = 100_000
+#: What ``samplez.set`` keeps of a URL for ``by_domain``: room for a scheme,
+#: user info and the longest host name.
+URL_HEAD = 512
 
 
 class Config(Metric):
@@ -75,6 +78,12 @@ class Config(Metric):
         # Long enough to read the previous complete period, plus skew.
         self.ttl = 2 * self.period + int(self.tolerance) + 60
         self._register()
+
+    @property
+    def set_key_limit(self) -> int:
+        # A by_domain key is a URL whose host (at most 253 characters) comes
+        # first: what follows it is never stored.
+        return max(self.max_key_length, URL_HEAD) if self.by_domain else self.max_key_length
 
     def normalize_key(self, key: str) -> str:
         if self.by_domain:

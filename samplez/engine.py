@@ -1,17 +1,14 @@
 """The process-wide state of samplez: the store, the pending batch and the
 background flusher.
 
-Concurrency: request threads append to ``_pending`` (a deque, or with the
-C request path a ``_speedups.Pending``, which keeps events the same way in
-less memory) without a lock: one ``append``/``extend`` is atomic under the
-GIL, and the batch is never replaced while threads run, so no append can
-land in a batch already taken. Whatever removes events (the flusher taking
-the batch, trimming to ``max_pending``, ``clear``) does so from the left
-under ``_lock``, so drops are counted exactly. Network I/O happens outside
-it, one flush at a time under ``_flush_lock``. After ``fork()`` the child
-starts with an empty batch, fresh locks, no flusher and no sockets: the
-parent still owns and flushes what was pending, so nothing is lost or
-applied twice.
+Concurrency: request threads only append to ``_pending`` (a deque), under
+``_lock``, which is held for in-memory work only. The batch is bounded in
+events (``max_pending``) and in bytes (``max_pending_bytes``): past either,
+the oldest events are dropped and counted. The flusher thread takes the
+whole batch under ``_lock`` and does the network I/O outside it, one flush
+at a time under ``_flush_lock``. After ``fork()`` the child starts with an
+empty batch, fresh locks, no flusher and no sockets: the parent still owns
+and flushes what was pending, so nothing is lost or applied twice.
 """
 
 from __future__ import annotations
@@ -20,12 +17,12 @@ import atexit
 import logging
 import math
 import os
+import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from itertools import repeat, starmap
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable
 
 from . import flush as _flush
 from .errors import ConfigError
@@ -66,38 +63,26 @@ def _checked_clock(clock: Any) -> Callable[[], float]:
     return clock  # type: ignore[no-any-return]
 
 
-class PendingEvents(Protocol):
-    """What the engine needs of its pending batch: a ``deque`` of events, or
-    ``_speedups.Pending``, which keeps them the same way in less memory."""
-
-    def append(self, event: Event, /) -> None: ...
-    def extend(self, events: Iterable[Event], /) -> None: ...
-    def extendleft(self, events: Iterable[Event], /) -> None: ...
-    def popleft(self) -> Event: ...
-    def clear(self) -> None: ...
-    def __len__(self) -> int: ...
-    def __getitem__(self, index: int, /) -> Event: ...
+#: What a pending event costs besides its key: the tuple, its deque slot
+#: and its numbers (counted per event, so the bound errs on the safe side).
+EVENT_BYTES = 120
 
 
-#: What the C request path reads of the engine: :meth:`Engine.mirror`.
-MIRRORED = ("_pending", "clock", "_thread", "max_pending", "flush_mode")
+def event_bytes(event: Event) -> int:
+    return EVENT_BYTES + sys.getsizeof(event[1])
 
 
 class Engine:
-    _mirror: Callable[[str, Any], None] | None = None
-
     def __init__(self) -> None:
         self.store: Store = MemoryStore()
         self.space = KeySpace("samplez")
         self.flush_interval = 0.5
         self.max_pending = 100_000
+        self.max_pending_bytes = 32 * 2**20
         self.clock: Callable[[], float] = time.time
         self.flush_mode = "background"
-        # A deque: dropping the oldest when full is O(1) per event, so a dead
-        # store never makes the request path slower (bench/bench_memory.py).
-        # With the C request path, a _speedups.Pending (see use_pending).
-        self._new_pending: Callable[[], PendingEvents] = deque
-        self._pending: PendingEvents = deque()
+        self._pending: deque[Event] = deque()
+        self._pending_bytes = 0
         self._dropped = 0
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -113,19 +98,6 @@ class Engine:
             "round_trips": 0,
         }
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        object.__setattr__(self, name, value)
-        if self._mirror is not None and name in MIRRORED:
-            self._mirror(name, value)
-
-    def mirror(self, to: Callable[[str, Any], None]) -> None:
-        """Hand ``to(name, value)`` the attributes in :data:`MIRRORED` now,
-        and each time one is written: the C request path keeps them, where
-        reading them from the engine took a request five dict lookups."""
-        object.__setattr__(self, "_mirror", to)
-        for name in MIRRORED:
-            to(name, getattr(self, name))
-
     # -- configuration ------------------------------------------------------
 
     def configure(
@@ -134,6 +106,7 @@ class Engine:
         prefix: str = _UNSET,
         flush_interval: float = _UNSET,
         max_pending: int = _UNSET,
+        max_pending_bytes: int = _UNSET,
         clock: Callable[[], float] = _UNSET,
         flush: str = _UNSET,
     ) -> None:
@@ -156,6 +129,10 @@ class Engine:
             if type(max_pending) is not int or max_pending < 1:
                 raise ConfigError(f"max_pending must be an int > 0, got {max_pending!r}")
             self.max_pending = max_pending
+        if max_pending_bytes is not _UNSET:
+            if type(max_pending_bytes) is not int or max_pending_bytes < 2**16:
+                raise ConfigError(f"max_pending_bytes must be an int >= 65536, got {max_pending_bytes!r}")
+            self.max_pending_bytes = max_pending_bytes
         if clock is not _UNSET:
             self.clock = _checked_clock(clock)
         if flush is not _UNSET:
@@ -166,25 +143,17 @@ class Engine:
     def context(self) -> Context:
         return Context(self.store, self.space, self.clock())
 
-    # -- the request side: in-memory appends only -----------------------------
-
-    # The request side takes no lock: in a worker, where the request path's
-    # code is cold, a lock's acquire (which parses its arguments and reads
-    # a clock) touched more interpreter code than the rest of the fold.
-
-    def add(self, event: Event) -> None:
-        pending = self._pending
-        pending.append(event)
-        if len(pending) > self.max_pending:
-            self._trim()
-        if self._thread is None and self.flush_mode == "background":
-            self._start()
+    # -- the request side: in-memory work only ------------------------------
 
     def extend(self, events: list[Event]) -> None:
-        pending = self._pending
-        pending.extend(events)
-        if len(pending) > self.max_pending:
-            self._trim()
+        """Add ``events`` to the process batch, dropping the oldest past
+        either bound."""
+        size = sum(map(event_bytes, events))
+        with self._lock:
+            self._pending.extend(events)
+            self._pending_bytes += size
+            if len(self._pending) > self.max_pending or self._pending_bytes > self.max_pending_bytes:
+                self._trim()
         if self._thread is None and self.flush_mode == "background":
             self._start()
 
@@ -202,43 +171,27 @@ class Engine:
             self._dropped += count
 
     def _trim(self) -> None:
-        """Drop the oldest events past ``max_pending`` and count them (a
-        few per request while a dead store keeps the batch full)."""
-        with self._lock:
-            excess = len(self._pending) - self.max_pending
-            if excess > 0:
-                popleft = self._pending.popleft
-                for _ in range(excess):
-                    popleft()
-                self._dropped += excess
-
-    def _take(self) -> list[Event]:
-        """Remove every event pending now, oldest first; call with ``_lock``
-        held. Appends made meanwhile stay for the next flush."""
+        """Drop the oldest events past ``max_pending`` or
+        ``max_pending_bytes`` and count them; call with ``_lock`` held."""
         pending = self._pending
-        # len(pending) calls of popleft, looped in C (iter(popleft, sentinel)
-        # would also compare every event with the sentinel).
-        return list(starmap(pending.popleft, repeat((), len(pending))))
+        while pending and (len(pending) > self.max_pending or self._pending_bytes > self.max_pending_bytes):
+            self._pending_bytes -= event_bytes(pending.popleft())
+            self._dropped += 1
 
-    def _take_groups(self) -> Mapping[int, Sequence[Event]]:
-        """``_take()``, grouped by slot: ``{slot: events, oldest first}``."""
-        take_groups = getattr(self._pending, "take_groups", None)
-        if take_groups is not None:  # _speedups.Pending groups as it takes, into Events
-            return take_groups()  # type: ignore[no-any-return]
-        return _flush.group(self._take())
+    def _take(self) -> deque[Event]:
+        """Remove every event pending now, oldest first; call with ``_lock``
+        held."""
+        events, self._pending = self._pending, deque()
+        self._pending_bytes = 0
+        return events
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
-    def use_pending(self, kind: Callable[[], PendingEvents]) -> None:
-        """Keep pending events in ``kind()`` from now on (and after a fork),
-        moving those pending now into it."""
-        with self._lock:
-            events = self._take()
-            self._new_pending = kind
-            self._pending = kind()
-            self._pending.extend(events)
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending_bytes
 
     # -- the flusher ----------------------------------------------------------
 
@@ -267,7 +220,7 @@ class Engine:
         """Apply every pending event now; return what this flush did."""
         with self._flush_lock:
             with self._lock:
-                groups = self._take_groups()
+                groups = _flush.group(self._take())
                 dropped, self._dropped = self._dropped, 0
             totals = _flush.FlushTotals()
             if groups:
@@ -280,7 +233,7 @@ class Engine:
             if totals.retry:
                 with self._lock:
                     self._pending.extendleft(reversed(totals.retry))
-                if len(self._pending) > self.max_pending:
+                    self._pending_bytes += sum(map(event_bytes, totals.retry))
                     self._trim()
             summary = FlushSummary(
                 applied=totals.applied,
@@ -309,7 +262,8 @@ class Engine:
             thread.join(timeout=5)
 
     def _after_fork_in_child(self) -> None:
-        self._pending = self._new_pending()
+        self._pending = deque()
+        self._pending_bytes = 0
         self._dropped = 0
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()

@@ -40,8 +40,7 @@ def group(events: Sequence[Event]) -> dict[int, list[Event]]:
 
 
 def run(groups: Mapping[int, Sequence[Event]], ctx: Context) -> FlushTotals:
-    """Apply ``groups`` (events by slot, from :func:`group` or
-    ``_speedups.Pending.take_groups``) to ``ctx.store``."""
+    """Apply ``groups`` (events by slot, from :func:`group`) to ``ctx.store``."""
     totals = FlushTotals()
     live: list[tuple[Plan, list[Op], int]] = []
     for slot, batch in groups.items():

@@ -163,15 +163,8 @@ class Metric:
     kind: ClassVar[str] = "metric"
     #: Inside one request, does a later ``set`` of a key replace an earlier one?
     dedup_in_request: ClassVar[bool] = False
-    #: The metric's index in the process (events carry it), set by
-    #: ``_register``; and the same when a ``set`` in a request only stores
-    #: the value under (slot, key): the last value wins, every key is kept
-    #: (``rate`` 1). ``None`` when the request batch has more to do.
+    #: The metric's index in the process (events carry it), set by ``_register``.
     slot: int
-    plain_slot: int | None = None
-    #: ...and when it takes any finite number: ``set`` then checks the value
-    #: inline (its fast path).
-    _samplez_number_slot: int | None = None
     #: The ``samplez.set`` check of a value.
     check_value: Callable[[object], None] = staticmethod(check_number)
     rate: float = 1.0
@@ -182,8 +175,6 @@ class Metric:
             raise ConfigError(f"name must be 1-64 characters of [A-Za-z0-9_.-], got {_shown(name)}")
         self.name = name
         self.title = text("title", title, allow_none=True) or name
-        self._samplez_targets: tuple[Metric, ...] = (self,)
-        self._samplez_checks = (type(self).check_value,)
 
     def _register(self) -> None:
         """Claim the name; called last by subclasses, once fully valid."""
@@ -193,13 +184,16 @@ class Metric:
             _metrics[self.name] = self
             self.slot = len(_slots)
             _slots.append(weakref.ref(self))
-        if self.dedup_in_request and self.rate == 1.0:
-            self.plain_slot = self.slot
-            if type(self).check_value is check_number:
-                self._samplez_number_slot = self.slot
+        self._samplez_targets = Targets((self,))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+    @property
+    def set_key_limit(self) -> int:
+        """How many characters of a key ``samplez.set`` keeps (the rest
+        could never be stored)."""
+        return self.max_key_length
 
     def normalize_key(self, key: str) -> str:
         """The key as stored: truncated to ``max_key_length`` characters, a
@@ -240,9 +234,7 @@ class Section:
         if not metrics:
             raise ConfigError(f"Section {title!r} must hold at least one config or counter")
         self.metrics: tuple[Metric, ...] = tuple(dict.fromkeys(metrics))
-        self._samplez_number_slot = None  # set() takes its general path
-        self._samplez_targets = self.metrics
-        self._samplez_checks = tuple(dict.fromkeys(type(m).check_value for m in self.metrics))
+        self._samplez_targets = Targets(self.metrics)
         _sections[id(self)] = self
 
     @property
@@ -284,10 +276,23 @@ def unregister(*things: Metric | Section) -> None:
             del _metrics[thing.name]
 
 
-def resolve_targets(target: object) -> tuple[tuple[Metric, ...], tuple[Callable[[object], None], ...]]:
-    """The metrics and value checks of a ``samplez.set`` target."""
+class Targets:
+    """What one ``samplez.set`` target stands for: its metrics, the checks
+    of a value, and how many characters of a key they can use. Kept on each
+    Metric and Section, made anew for any other iterable."""
+
+    __slots__ = ("metrics", "checks", "key_limit")
+
+    def __init__(self, metrics: tuple[Metric, ...]) -> None:
+        self.metrics = metrics
+        self.checks = tuple(dict.fromkeys(type(m).check_value for m in metrics))
+        self.key_limit = max(m.set_key_limit for m in metrics)
+
+
+def resolve_targets(target: object) -> Targets:
+    """The :class:`Targets` of a ``samplez.set`` target."""
     try:
-        return target._samplez_targets, target._samplez_checks  # type: ignore[attr-defined]
+        return target._samplez_targets  # type: ignore[attr-defined,no-any-return]
     except AttributeError:
         pass
     if isinstance(target, (str, bytes)) or not isinstance(target, Iterable):
@@ -300,5 +305,6 @@ def resolve_targets(target: object) -> tuple[tuple[Metric, ...], tuple[Callable[
             metrics.append(item)
         else:
             raise TypeError(f"samplez.set needs configs, counters or sections, got {item!r}")
-    unique = tuple(dict.fromkeys(metrics))
-    return unique, tuple(dict.fromkeys(type(m).check_value for m in unique))
+    if not metrics:
+        raise TypeError(f"samplez.set needs at least one config or counter, got {target!r}")
+    return Targets(tuple(dict.fromkeys(metrics)))

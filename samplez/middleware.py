@@ -1,164 +1,73 @@
 """``Middleware``: collects ``samplez.set`` calls per request and serves the
-dashboard."""
+dashboard.
+
+Each request gets a fresh :class:`~samplez.batch.RequestBatch`, set in the
+request's context as the app is called and reset as the call returns. A body
+given as a list or tuple is complete then, so the batch is closed at once;
+any other body is wrapped in a :class:`ClosingBody`, which sets the batch
+again while each chunk is produced and while the body closes (handler code
+may run then), and closes the batch after the body's own ``close()``.
+"""
 
 from __future__ import annotations
 
 import logging
-from contextvars import Token
 from typing import Any, Callable, Iterable, Iterator
 
-from . import batch
-from .batch import request_var
+from .batch import RequestBatch, current
 from .engine import _UNSET, engine
 from .errors import ConfigError
 
-__all__ = ["Middleware"]
+__all__ = ["ClosingBody", "Middleware"]
 
 log = logging.getLogger("samplez")
-_END = object()  # what a finished body's next() returns instead of raising
 
 
-class _PythonClosing:
-    """Wraps the app's response, whose body is produced and closed after the
-    middleware returned. The request's batch stays the context's until
-    ``close()`` (nothing copies or enters a context), but is active, so that
-    ``samplez.set`` calls land in it, only while a chunk is produced or the
-    body closes. ``close()`` folds the batch into the process batch, where
-    it is idle for the context's next request, and gives ``request_var``
-    back its value from before the request when the request had to set it
-    over another request's body still open (``token``)."""
+class ClosingBody:
+    """The app's response body, produced in its request's context and
+    folding the request's batch when closed (as werkzeug's
+    ``ClosingIterator`` calls its callbacks)."""
 
-    __slots__ = ("_app_iter", "_batch", "_token", "_closed")
+    __slots__ = ("_body", "_chunks", "_batch")
 
-    def __init__(self, app_iter: Iterable[bytes], request_batch: Any, token: Token[Any] | None) -> None:
-        self._app_iter = app_iter
-        self._batch = request_batch
-        self._token = token
-        self._closed = False
+    def __init__(self, body: Iterable[bytes], batch: RequestBatch) -> None:
+        self._body = body
+        self._chunks: Iterator[bytes] | None = None
+        self._batch = batch
 
     def __iter__(self) -> Iterator[bytes]:
-        request_batch = self._batch
-        chunks = None
-        chunk: Any
-        while True:
-            request_batch.active = not self._closed
-            try:
-                if chunks is None:
-                    chunks = iter(self._app_iter)
-                chunk = next(chunks, _END)
-            finally:
-                request_batch.active = False
-            if chunk is _END:
-                return
-            yield chunk
+        return self
+
+    def __next__(self) -> bytes:
+        token = current.set(self._batch)
+        try:
+            if self._chunks is None:
+                self._chunks = iter(self._body)
+            return next(self._chunks)
+        finally:
+            current.reset(token)
 
     def close(self) -> None:
-        request_batch = self._batch
+        token = current.set(self._batch)
         try:
-            close = getattr(self._app_iter, "close", None)
+            close = getattr(self._body, "close", None)
             if close is not None:
-                request_batch.active = not self._closed
                 close()
         finally:
-            request_batch.active = request_batch.held = False
-            self._closed = True
-            token, self._token = self._token, None
-            if token is not None and request_var.get() is request_batch:
-                try:
-                    request_var.reset(token)
-                except ValueError:  # closed in a copy of the request's context: the batch stays there, inactive
-                    pass
-            batch.finish(request_batch)
+            current.reset(token)
+            self._batch.close()
+            if engine.flush_mode == "request":
+                _flush_after_response()
 
 
-#: ``_speedups.Closing`` when built: the same in C, with no Python frame
-#: for the wrapper's creation, its iteration or its close().
-_Closing: Any = _PythonClosing if batch.speedups is None else batch.speedups.Closing
+def _flush_after_response() -> None:
+    try:
+        engine.flush()
+    except Exception:
+        log.exception("samplez: flush after the response failed")
 
 
-class _Flushing(_Closing):
-    """``flush='request'``: the batch is applied once the response closes."""
-
-    __slots__ = ()
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            try:
-                engine.flush()
-            except Exception:
-                log.exception("samplez: flush after the response failed")
-
-
-class _PythonCall:
-    """The middleware's request path in Python: the twin of
-    ``_speedups.MiddlewareBase``, which runs instead when it is built."""
-
-    app: Callable[..., Iterable[bytes]]
-    dashboard_path: str | None
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        prefix = self.dashboard_path
-        if prefix is not None:
-            path = environ.get("PATH_INFO", "")
-            # ``in`` first: str.startswith parses its arguments on every call.
-            if prefix in path and path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
-                return self._serve_dashboard(  # type: ignore[attr-defined]
-                    environ, start_response, path[len(prefix) :]
-                )
-        # The context keeps its batch from one request to the next, and a
-        # request reuses the one it finds idle there: no contextvars set or
-        # reset per request (see _speedups.c's Base_call).
-        before = request_var.get()
-        resting = type(before) is batch.new_batch and not before.active  # its request's code is not running
-        token: Token[Any] | None = None
-        inside = False
-        if resting and not before.held and not before:
-            request_batch = before
-            request_batch.active = True
-        else:
-            # The first request in this context, or one after a fold that
-            # failed and left the batch there full: its batch becomes the
-            # context's. Else the variable gets back what it held: inside
-            # another request's call (a middleware inside another) as this
-            # call returns, else (a body of an earlier request still to be
-            # closed) when this request's body closes.
-            first = before is None or (resting and not before.held)
-            inside = not first and not resting
-            request_batch = batch.new_batch()
-            token = request_var.set(request_batch)
-            if first:
-                token = None
-        streamed = False
-        try:
-            app_iter = self.app(environ, start_response)
-            # Handler code may still run as the body is produced and closed:
-            # the wrapper keeps the batch, and the thread in it, until close().
-            streamed = type(app_iter) is not list and type(app_iter) is not tuple or engine.flush_mode == "request"
-        finally:
-            request_batch.active = False
-            if token is not None and (not streamed or inside):
-                request_var.reset(token)  # the thread leaves the request here
-            if not streamed:
-                # Raised, or produced already: nothing of this request runs
-                # after this (bench/bench_stages.py).
-                batch.finish(request_batch)
-        if not streamed:
-            return app_iter
-        kept = None if inside else token  # the token close() resets
-        request_batch.held = True
-        if engine.flush_mode == "request":
-            return _Flushing(app_iter, request_batch, kept)
-        return _Closing(app_iter, request_batch, kept)
-
-
-if batch.speedups is not None:
-    batch.speedups.setup_middleware(_Flushing)
-_Call: Any = _PythonCall if batch.speedups is None else batch.speedups.MiddlewareBase
-
-
-class Middleware(_Call):
+class Middleware:
     """WSGI middleware: each request gets its own batch of ``samplez.set``
     calls, joined to the process batch when the response is closed (at once
     for a list body, or when the app raised) and applied by a background
@@ -175,7 +84,7 @@ class Middleware(_Call):
         each response is closed).
     :param sections: what the dashboard shows (default: every section).
     :param options: ``prefix``, ``flush_interval``, ``max_pending``,
-        ``clock``, as for :func:`samplez.configure`.
+        ``max_pending_bytes``, ``clock``, as for :func:`samplez.configure`.
 
     >>> app.wsgi_app = samplez.Middleware(app.wsgi_app, store=samplez.MemcacheStore('127.0.0.1:11211'))
     """
@@ -196,7 +105,7 @@ class Middleware(_Call):
             not isinstance(dashboard_path, str) or not dashboard_path.startswith("/") or dashboard_path.endswith("/")
         ):
             raise ConfigError(f"dashboard_path must start with '/' and not end with one, got {dashboard_path!r}")
-        unknown = set(options) - {"prefix", "flush_interval", "max_pending", "clock"}
+        unknown = set(options) - {"prefix", "flush_interval", "max_pending", "max_pending_bytes", "clock"}
         if unknown:
             raise TypeError(f"Middleware got unexpected keywords: {', '.join(sorted(unknown))}")
         engine.configure(store=store, flush=flush, **options)
@@ -205,6 +114,26 @@ class Middleware(_Call):
         self.auth = auth
         self.sections = sections
         self._dashboard: Callable[..., Iterable[bytes]] | None = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        prefix = self.dashboard_path
+        if prefix is not None:
+            path = environ.get("PATH_INFO", "")
+            if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+                return self._serve_dashboard(environ, start_response, path[len(prefix) :])
+        batch = RequestBatch()
+        token = current.set(batch)
+        try:
+            body = self.app(environ, start_response)
+        except BaseException:
+            batch.close()  # a request that raises still contributes its samples
+            raise
+        finally:
+            current.reset(token)
+        if engine.flush_mode == "request" or type(body) not in (list, tuple):
+            return ClosingBody(body, batch)
+        batch.close()
+        return body
 
     def _serve_dashboard(
         self, environ: dict[str, Any], start_response: Callable[..., Any], rest: str

@@ -84,7 +84,13 @@ def fresh_engine() -> Iterator[None]:
     engine.stop()
     engine.clear()
     engine.configure(
-        store=None, prefix="samplez", flush_interval=0.5, max_pending=100_000, clock=time.time, flush="background"
+        store=None,
+        prefix="samplez",
+        flush_interval=0.5,
+        max_pending=100_000,
+        max_pending_bytes=32 * 2**20,
+        clock=time.time,
+        flush="background",
     )
     yield
     engine.stop()

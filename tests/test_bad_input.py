@@ -429,7 +429,7 @@ def test_longest_periods_and_retentions_are_kept(samplez_on, build, value):
 def test_the_largest_hll_precision_still_fits_one_memcache_item(memcached, clock):
     # Dense, a precision-20 sketch is ~525 KB; 21 would be just over 1 MB.
     samplez.configure(store=samplez.MemcacheStore(memcached.address), clock=clock, flush="request")
-    samplez.configure(max_pending=400_000)
+    samplez.configure(max_pending=400_000, max_pending_bytes=2**27)
     hll = samplez.HyperLogLogCounter(unique_name("hll"), step=3600, precision=20)
     for i in range(300_000):
         samplez.set(hll, "k", i)

@@ -253,3 +253,34 @@ def test_metrics_made_on_many_threads_get_their_own_slots():
         thread.join()
     assert len({config.slot for config in made}) == len(made) == 400
     assert all(metric_at(config.slot) is config for config in made)
+
+
+def test_keys_are_cut_at_the_call_so_pending_events_stay_small(samplez_on, config):
+    long_key = "k" * 4096
+    samplez.set(config, long_key, 1)
+    samplez.set(config, long_key.encode(), 2)
+    assert [len(event[1]) for event in engine._pending] == [config.max_key_length] * 2
+
+
+def test_a_by_domain_key_keeps_its_host_past_max_key_length(samplez_on):
+    domains = samplez.Config(unique_name("d"), period=60, samples=10, by_domain=True, max_key_length=10)
+    samplez.set(domains, "https://www.example.com/" + "p" * 4096, 1)
+    samplez.flush()
+    assert samplez.get(domains).keys() == ["example.co"]
+
+
+def test_the_pending_batch_is_bounded_in_bytes(samplez_on):
+    wide = samplez.Config(unique_name("w"), period=60, samples=10, by_value=True, max_key_length=10_000)
+    samplez.configure(max_pending_bytes=2**16)
+    for i in range(100):
+        samplez.set(wide, f"{i:04d}" + "x" * 4096, 1)
+    assert engine.pending_bytes <= 2**16 and 0 < engine.pending < 100
+    kept = engine.pending
+    summary = samplez.flush()
+    assert (summary.applied, summary.dropped) == (kept, 100 - kept)
+    assert engine.pending_bytes == 0
+
+
+def test_max_pending_bytes_is_checked():
+    with pytest.raises(samplez.ConfigError, match="max_pending_bytes"):
+        samplez.configure(max_pending_bytes=1000)

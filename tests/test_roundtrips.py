@@ -158,7 +158,7 @@ def test_a_flush_takes_at_most_three_round_trips_per_server(
     # A patient timeout: this counts round trips, and a 50,000-op pipeline on
     # a loaded 2-core machine may stall past the default half second.
     store = samplez.MemcacheStore(addresses, timeout=5)
-    samplez.configure(store=store, flush="request", max_pending=1_000_000)
+    samplez.configure(store=store, flush="request", max_pending=1_000_000, max_pending_bytes=2**30)
     metrics = [samplez.Config(unique_name("rt"), period=600, samples=1000, by_value=True) for _ in range(configs)]
     for config in metrics:
         for i in range(events_each):
@@ -172,7 +172,9 @@ def test_a_flush_takes_at_most_three_round_trips_per_server(
 
 
 def test_every_kind_of_metric_shares_the_same_three_round_trips(memcached, socket_writes):
-    samplez.configure(store=samplez.MemcacheStore(memcached.address), flush="request", max_pending=1_000_000)
+    samplez.configure(
+        store=samplez.MemcacheStore(memcached.address), flush="request", max_pending=1_000_000, max_pending_bytes=2**30
+    )
     reservoirs = [samplez.Config(unique_name("rt"), period=600, samples=500, by_value=True) for _ in range(10)]
     counters = [
         (samplez.RollingCounter(unique_name("roll"), window=60), 1),
