@@ -17,8 +17,8 @@ import pytest
 import webtest
 
 import samplez
-from samplez.dashboard_format import duration, num, pct
-from samplez.dashboard_views import top_rows
+from samplez.dashboard.formatting import duration, num, pct
+from samplez.dashboard.views import top_rows
 from samplez.metric import Metric, unregister
 from samplez.result import ROW_FIELDS
 from samplez.testing import free_port

@@ -9,7 +9,7 @@ import pytest
 import webtest
 
 import samplez
-from samplez.access import is_loopback
+from samplez.dashboard.access import is_loopback
 
 
 def basic(user: str, password: str) -> dict[str, str]:

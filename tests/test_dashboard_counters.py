@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 import samplez
-from samplez.dashboard_format import jsonable
+from samplez.dashboard.formatting import jsonable
 from samplez.metric import unregister
 from tests.conftest import unique_name
 from tests.test_dashboard import local_app, strict_json, table_keys

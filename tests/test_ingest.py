@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import samplez
-from samplez import ingest
+from samplez.cli import events as ingest
 from tests.conftest import unique_name
 from tests.processes import python_m, stop
 

@@ -1,4 +1,5 @@
-"""``python -m samplez ingest``: feed counters from an event bus.
+"""The events `python -m samplez ingest` reads: their shape, the counters
+they feed, and the readers of stdin and ZeroMQ.
 
 Bootic's stats aggregator in samplez form: events arrive as JSON objects,
 one per line on stdin or one per message on a ZeroMQ SUB socket, shaped like
@@ -22,9 +23,9 @@ import time
 from collections import Counter
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping
 
-from .api import flush
-from .batch import set as samplez_set
-from .metric import Metric, lookup
+from ..api import flush
+from ..batch import set as samplez_set
+from ..metric import Metric, lookup
 
 __all__ = ["EventMapper", "Ingest", "Malformed", "import_zmq", "stdin_lines", "zmq_lines"]
 

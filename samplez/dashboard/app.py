@@ -25,12 +25,12 @@ from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Request, Response
 
+from ..errors import ConfigError
+from ..metric import Metric, Section
+from ..store.base import Store
 from . import access
-from .dashboard_render import Page, clip, error_page, json_response, parse_query, stylesheet
-from .dashboard_views import calendar_view, health_view, key_view, metric_view, parse_date, reader, visible_sections
-from .errors import ConfigError
-from .metric import Metric, Section
-from .store.base import Store
+from .render import Page, clip, error_page, json_response, parse_query, stylesheet
+from .views import calendar_view, health_view, key_view, metric_view, parse_date, reader, visible_sections
 
 __all__ = ["DashboardApp", "SECURITY_HEADERS"]
 

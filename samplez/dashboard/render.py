@@ -19,9 +19,9 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.routing import MapAdapter
 from werkzeug.wrappers import Response
 
-from . import dashboard_format, svg
-from .dashboard_views import ORDERS, PERIODS, SORTS, Query
-from .result import ROW_FIELDS
+from ..result import ROW_FIELDS
+from . import formatting, svg
+from .views import ORDERS, PERIODS, SORTS, Query
 
 __all__ = [
     "COLUMNS",
@@ -38,7 +38,7 @@ __all__ = [
 MAX_LIMIT = 100_000
 _LIMIT_RE = re.compile(r"[0-9]{1,6}")
 _HERE = os.path.dirname(os.path.abspath(__file__))
-TEMPLATE_DIRS = (os.path.join(_HERE, "templates"), os.path.join(os.path.dirname(_HERE), "templates"))
+TEMPLATE_DIRS = (os.path.join(_HERE, "..", "templates"), os.path.join(_HERE, "..", "..", "templates"))
 
 
 @functools.cache
@@ -53,17 +53,17 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        num=dashboard_format.num,
-        pct=dashboard_format.pct,
-        duration=dashboard_format.duration,
-        when=dashboard_format.when,
+        num=formatting.num,
+        pct=formatting.pct,
+        duration=formatting.duration,
+        when=formatting.when,
     )
     env.globals.update(
         sparkline=svg.sparkline,
         bars=svg.bars,
         histogram=svg.histogram,
         meter=svg.meter,
-        fmt=dashboard_format.num,
+        fmt=formatting.num,
         COLUMNS=COLUMNS,
         HOURS=[f"{hour:02d}:00" for hour in range(24)],
     )
@@ -158,7 +158,7 @@ def clip(text: str, length: int = 80) -> str:
 
 
 def json_response(data: Any, status: int = 200) -> Response:
-    body = json.dumps(dashboard_format.jsonable(data), allow_nan=False, separators=(",", ":"))
+    body = json.dumps(formatting.jsonable(data), allow_nan=False, separators=(",", ":"))
     return Response(body, status=status, mimetype="application/json")
 
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from werkzeug.wrappers import Response
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["Guard", "guard", "is_loopback"]
 

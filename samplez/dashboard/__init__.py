@@ -1,17 +1,17 @@
-"""``Dashboard``: the built-in status pages of samplez as a WSGI app.
+"""The dashboard: samplez's status pages as a WSGI app.
 
-The pages live in ``dashboard_app.py``, imported with the first dashboard
-made: they pull in jinja2 and werkzeug, which ``import samplez`` leaves out.
-This used to be a module ``__getattr__`` in ``samplez/__init__.py``, and a
-module with one keeps CPython from specializing attribute loads on it: every
-``samplez.set`` in a handler took the generic lookup (docs/PERFORMANCE.md).
+``app`` routes requests (with ``access`` deciding who may see them) to
+``views``, which read the store, and ``render`` turns what they read into
+HTML (jinja2 templates, ``svg`` charts, ``formatting`` of numbers) or JSON.
+:class:`Dashboard` imports them with the first dashboard made: they pull in
+jinja2 and werkzeug, which ``import samplez`` leaves out.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from .store.base import Store
+from ..store.base import Store
 
 __all__ = ["Dashboard"]
 
@@ -34,7 +34,7 @@ class Dashboard:
     """
 
     def __init__(self, sections: Any = None, store: Store | None = None, auth: Any = None) -> None:
-        from .dashboard_app import DashboardApp
+        from .app import DashboardApp
 
         self._app = DashboardApp(sections, store, auth)
 

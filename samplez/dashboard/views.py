@@ -16,11 +16,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from .dashboard_format import jsonable
-from .engine import engine
-from .metric import Context, Metric, Section, registered_metrics, registered_sections
-from .result import ROW_FIELDS, SampleResult
-from .store.base import Store
+from ..engine import engine
+from ..metric import Context, Metric, Section, registered_metrics, registered_sections
+from ..result import ROW_FIELDS, SampleResult
+from ..store.base import Store
+from .formatting import jsonable
 from .svg import histogram_bins
 
 __all__ = [
