@@ -22,20 +22,15 @@ def configure(
 ) -> None:
     """Set where and how samples are applied; arguments left out keep their
     current value (defaults: ``MemoryStore()``, ``prefix='samplez'``,
-    ``flush_interval=0.5``, ``max_pending=100_000``, ``max_pending_bytes=32 MiB``, ``clock=time.time``,
-    ``flush='background'``).
+    ``flush_interval=0.5``, ``max_pending=100_000``,
+    ``max_pending_bytes=32 * 2**20``, ``clock=time.time``,
+    ``flush='background'``). ``flush='request'`` applies the batch after
+    each response instead of in the background.
 
     >>> samplez.configure(store=samplez.MemcacheStore('127.0.0.1:11211'))
     """
-    engine.configure(
-        store=store,
-        prefix=prefix,
-        flush_interval=flush_interval,
-        max_pending=max_pending,
-        max_pending_bytes=max_pending_bytes,
-        clock=clock,
-        flush=flush,
-    )
+    given = {name: value for name, value in locals().items() if value is not _UNSET}  # the keywords passed
+    engine.configure(**given)
 
 
 def flush() -> FlushSummary:

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from . import flush as _flush
 from .errors import ConfigError
-from .keys import KeySpace
+from .keys import KeySpace, check_prefix
 from .metric import Context, Event
 from .store.base import Store
 from .store.memory import MemoryStore
@@ -51,7 +51,15 @@ class FlushSummary:
     errors: int = 0
 
 
-def _checked_clock(clock: Any) -> Callable[[], float]:
+def _store(store: Any) -> Store:
+    if store is None:
+        return MemoryStore()
+    if not isinstance(store, Store):
+        raise ConfigError(f"store must be a samplez store (MemcacheStore, MemoryStore), got {store!r}")
+    return store
+
+
+def _clock(clock: Any) -> Callable[[], float]:
     """``clock`` if it is a callable returning finite seconds: asked once
     now, so a wrong one fails here and not inside every request."""
     try:
@@ -61,6 +69,39 @@ def _checked_clock(clock: Any) -> Callable[[], float]:
     if isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now) or now < 0:
         raise ConfigError(f"clock must return seconds since the epoch, got {now!r} from {clock!r}")
     return clock  # type: ignore[no-any-return]
+
+
+def _flush_interval(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.01 <= value <= 3600:
+        raise ConfigError(f"flush_interval must be seconds in [0.01, 3600], got {value!r}")
+    return float(value)
+
+
+def _flush_mode(value: Any) -> str:
+    if value not in FLUSH_MODES:
+        raise ConfigError(f"flush must be 'background' or 'request', got {value!r}")
+    return value  # type: ignore[no-any-return]
+
+
+def _at_least(name: str, low: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if type(value) is not int or value < low:
+            raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
+        return value
+
+    return check
+
+
+#: Each setting's check, which returns the value to keep.
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "store": _store,
+    "prefix": check_prefix,
+    "flush_interval": _flush_interval,
+    "max_pending": _at_least("max_pending", 1),
+    "max_pending_bytes": _at_least("max_pending_bytes", 2**16),
+    "clock": _clock,
+    "flush": _flush_mode,
+}
 
 
 #: What a pending event costs besides its key: the tuple, its deque slot
@@ -100,45 +141,22 @@ class Engine:
 
     # -- configuration ------------------------------------------------------
 
-    def configure(
-        self,
-        store: Store | None = _UNSET,
-        prefix: str = _UNSET,
-        flush_interval: float = _UNSET,
-        max_pending: int = _UNSET,
-        max_pending_bytes: int = _UNSET,
-        clock: Callable[[], float] = _UNSET,
-        flush: str = _UNSET,
-    ) -> None:
-        if store is not _UNSET:
-            if store is not None and not isinstance(store, Store):
-                raise ConfigError(f"store must be a samplez store (MemcacheStore, MemoryStore), got {store!r}")
-            self.store = store if store is not None else MemoryStore()
-        if prefix is not _UNSET:
-            self.space = KeySpace(prefix)
-        if flush_interval is not _UNSET:
-            if (
-                isinstance(flush_interval, bool)
-                or not isinstance(flush_interval, (int, float))
-                or not 0.01 <= flush_interval <= 3600
-            ):
-                raise ConfigError(f"flush_interval must be seconds in [0.01, 3600], got {flush_interval!r}")
-            self.flush_interval = float(flush_interval)
-            self._wake.set()
-        if max_pending is not _UNSET:
-            if type(max_pending) is not int or max_pending < 1:
-                raise ConfigError(f"max_pending must be an int > 0, got {max_pending!r}")
-            self.max_pending = max_pending
-        if max_pending_bytes is not _UNSET:
-            if type(max_pending_bytes) is not int or max_pending_bytes < 2**16:
-                raise ConfigError(f"max_pending_bytes must be an int >= 65536, got {max_pending_bytes!r}")
-            self.max_pending_bytes = max_pending_bytes
-        if clock is not _UNSET:
-            self.clock = _checked_clock(clock)
-        if flush is not _UNSET:
-            if flush not in FLUSH_MODES:
-                raise ConfigError(f"flush must be 'background' or 'request', got {flush!r}")
-            self.flush_mode = flush
+    def configure(self, **settings: Any) -> None:
+        """Apply ``settings`` (the keywords of :func:`samplez.configure`),
+        every one checked before any is applied."""
+        for name in settings:
+            if name not in _CHECKS:
+                raise TypeError(f"unknown samplez setting {name!r}")
+        checked = {name: _CHECKS[name](value) for name, value in settings.items()}
+        for name, value in checked.items():
+            if name == "prefix":
+                self.space = KeySpace(value)
+            elif name == "flush":
+                self.flush_mode = value
+            else:
+                setattr(self, name, value)
+        if "flush_interval" in settings:
+            self._wake.set()  # the flusher re-reads its interval
 
     def context(self) -> Context:
         return Context(self.store, self.space, self.clock())

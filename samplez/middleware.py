@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Iterable, Iterator
 
+from .api import configure
 from .batch import RequestBatch, current
 from .engine import _UNSET, engine
 from .errors import ConfigError
@@ -80,11 +81,11 @@ class Middleware:
     :param dashboard_path: where the dashboard answers; ``None`` for nowhere.
     :param auth: dashboard access: ``None`` for loopback clients only, a
         callable ``(environ) -> bool``, or ``('user', 'password')``.
-    :param flush: ``'background'`` (default) or ``'request'`` (apply after
-        each response is closed).
     :param sections: what the dashboard shows (default: every section).
-    :param options: ``prefix``, ``flush_interval``, ``max_pending``,
-        ``max_pending_bytes``, ``clock``, as for :func:`samplez.configure`.
+    :param settings: ``flush``, ``prefix``, ``flush_interval``,
+        ``max_pending``, ``max_pending_bytes``, ``clock``: passed to
+        :func:`samplez.configure`, so they apply to the whole process (one
+        process batch, one flusher, one store).
 
     >>> app.wsgi_app = samplez.Middleware(app.wsgi_app, store=samplez.MemcacheStore('127.0.0.1:11211'))
     """
@@ -95,9 +96,8 @@ class Middleware:
         store: Any = _UNSET,
         dashboard_path: str | None = "/_samplez",
         auth: Any = None,
-        flush: str = _UNSET,
         sections: Any = None,
-        **options: Any,
+        **settings: Any,
     ) -> None:
         if not callable(app):
             raise ConfigError(f"app must be a WSGI callable, got {app!r}")
@@ -105,10 +105,9 @@ class Middleware:
             not isinstance(dashboard_path, str) or not dashboard_path.startswith("/") or dashboard_path.endswith("/")
         ):
             raise ConfigError(f"dashboard_path must start with '/' and not end with one, got {dashboard_path!r}")
-        unknown = set(options) - {"prefix", "flush_interval", "max_pending", "max_pending_bytes", "clock"}
-        if unknown:
-            raise TypeError(f"Middleware got unexpected keywords: {', '.join(sorted(unknown))}")
-        engine.configure(store=store, flush=flush, **options)
+        if store is not _UNSET:
+            settings["store"] = store
+        configure(**settings)
         self.app = app
         self.dashboard_path = dashboard_path
         self.auth = auth

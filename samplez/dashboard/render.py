@@ -70,20 +70,21 @@ def environment() -> jinja2.Environment:
     return env
 
 
-#: Reservoir table columns: (row field, header; None = the config's key_name).
-COLUMNS = (
-    ("key", None),
-    ("count", "Samples"),
-    ("frequency", "Frequency /s"),
-    ("average", "Average"),
-    ("min", "Min"),
-    ("max", "Max"),
-    ("p50", "p50"),
-    ("p95", "p95"),
-    ("p99", "p99"),
-    ("share", "Share"),
-)
-assert tuple(c for c, _ in COLUMNS) == ROW_FIELDS
+#: Reservoir table headers by row field; the key column is headed by the
+#: config's ``key_name``.
+HEADERS = {
+    "count": "Samples",
+    "frequency": "Frequency /s",
+    "average": "Average",
+    "min": "Min",
+    "max": "Max",
+    "p50": "p50",
+    "p95": "p95",
+    "p99": "p99",
+    "share": "Share",
+}
+#: (row field, header or None), in the order of the table.
+COLUMNS = tuple((field, HEADERS.get(field)) for field in ROW_FIELDS)
 
 
 class Page:

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 
 from ..engine import engine
 from ..metric import Context, Metric, Section, registered_metrics, registered_sections
+from ..reservoir import PERIODS
 from ..result import ROW_FIELDS, SampleResult
 from ..store.base import Store
 from .formatting import jsonable
@@ -37,7 +38,6 @@ __all__ = [
 
 log = logging.getLogger("samplez")
 
-PERIODS = ("current", "previous")
 ORDERS = ("asc", "desc")
 SORTS = ROW_FIELDS
 OTHER = "Other"
