@@ -4,14 +4,34 @@ statistics derived from it."""
 from __future__ import annotations
 
 import math
+import statistics
 from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:
     from .config import Config
 
-__all__ = ["SampleResult", "percentile"]
+__all__ = ["SampleResult", "mean", "percentile"]
 
 ROW_FIELDS = ("key", "count", "frequency", "average", "min", "max", "p50", "p95", "p99", "share")
+
+
+def mean(values: list[float]) -> float:
+    """The mean of finite ``values`` (not empty). A sum past the float range
+    (two samples of ``1e308``) is taken exactly, as fractions, where
+    ``math.fsum`` would raise: slower, and needed only at such magnitudes."""
+    try:
+        return math.fsum(values) / len(values)
+    except OverflowError:
+        return statistics.mean(values)
+
+
+def between(low: float, high: float, fraction: float) -> float:
+    """The point ``fraction`` (0-1) of the way from ``low`` to ``high``,
+    never outside them. Two values of both signs near the float limit are
+    further apart than a float holds: then each is weighted instead."""
+    gap = high - low
+    point = low + gap * fraction if math.isfinite(gap) else low * (1 - fraction) + high * fraction
+    return min(max(point, low), high)
 
 
 def percentile(ordered: list[float], q: float) -> float:
@@ -22,7 +42,7 @@ def percentile(ordered: list[float], q: float) -> float:
     rank = (len(ordered) - 1) * q / 100.0
     low = math.floor(rank)
     high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+    return between(ordered[low], ordered[high], rank - low)
 
 
 class SampleResult:
@@ -104,7 +124,7 @@ class SampleResult:
 
     def average(self, key: str) -> float | None:
         values = self._values(key)
-        return math.fsum(values) / len(values) if values else None
+        return mean(values) if values else None
 
     def min(self, key: str) -> float | None:
         values = self._values(key)

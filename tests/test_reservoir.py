@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import multiprocessing
+import sys
 import threading
+from fractions import Fraction
 
 import pytest
 
 import samplez
+from samplez.metric import FLOAT_MAX
 from samplez.store import base as ops
 from tests.conftest import unique_name
+
+HUGE = sys.float_info.max
 
 
 def make(**overrides):
@@ -102,6 +108,33 @@ def test_statistics_of_known_values(samplez_on, clock):
     assert [value for _, value in result.samples("k")] == [5, 1, 4, 2, 3, 2.5]
     with pytest.raises(ValueError):
         result.percentile("k", 101)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param([1e308, 1e308], id="sum-past-the-float-range"),
+        pytest.param([-1e308, 1e308], id="both-signs-further-apart-than-a-float"),
+        pytest.param([HUGE] * 3, id="float-max"),
+        pytest.param([-HUGE, -HUGE, HUGE], id="float-max-both-signs"),
+        pytest.param([10**308, FLOAT_MAX, -FLOAT_MAX, FLOAT_MAX], id="huge-ints"),
+    ],
+)
+def test_every_value_set_accepts_reads_back(samplez_on, clock, values):
+    config = make()
+    for value in values:
+        clock.advance(1)
+        samplez.set(config, "k", value)
+    samplez.flush()
+    result = samplez.get(config)
+    low, high = float(min(values)), float(max(values))
+    stored = [Fraction(float(value)) for value in values]  # samples are floats
+    assert result.average("k") == float(sum(stored) / len(stored))  # the exact mean, rounded once
+    assert (result.min("k"), result.max("k")) == (low, high)
+    for q in (0, 1, 50, 95, 99, 100):
+        assert low <= result.percentile("k", q) <= high
+    (row,) = result.rows()
+    assert all(math.isfinite(row[field]) for field in row if field != "key"), row
 
 
 def test_floats_stay_floats(samplez_on):
