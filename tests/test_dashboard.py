@@ -244,6 +244,32 @@ def test_a_hostile_key_is_escaped_everywhere(app, latency):
     assert XSS in [row["key"] for row in data["metric"]["rows"]]
 
 
+def test_values_near_the_float_limit_show_on_every_page(samplez_on, clock):
+    huge = sys.float_info.max
+    config = samplez.Config(unique_name("huge"), period=300, samples=100, by_value=True)
+    slowest = samplez.RollingMax(unique_name("slowest"), window=60, buckets=6)
+    for key, values in {"/same": [1e308, 1e308], "/wide": [-1e308, 1e308], "/max": [huge] * 3}.items():
+        for value in values:
+            samplez.set(config, key, value)
+    samplez.set(slowest, "/wide", -huge)
+    clock.advance(10)
+    samplez.set(slowest, "/wide", huge)
+    samplez.flush()
+    app = local_app(samplez.Dashboard(sections=samplez.Section("Huge", config, slowest)))
+    for metric, key in ((config, "/same"), (config, "/wide"), (config, "/max"), (slowest, "/wide")):
+        for url in ("/", f"/config/{metric.name}", f"/config/{metric.name}/key?key={key}"):
+            assert app.get(url).status_int == 200
+            assert strict_json(app.get(url, params={"format": "json"}).text)
+    rows = strict_json(app.get(f"/config/{config.name}?format=json").text)["metric"]["rows"]
+    assert {row["key"]: row["average"] for row in rows} == {"/same": 1e308, "/wide": 0.0, "/max": huge}
+    wide = strict_json(app.get(f"/config/{config.name}/key?key=/wide&format=json").text)["key"]
+    assert wide["histogram"]["edges"][0] == -1e308 and wide["histogram"]["edges"][-1] == 1e308
+    assert None not in wide["histogram"]["edges"] and sum(wide["histogram"]["counts"]) == 2
+    for points in re.findall(r'points="([^"]*)"', app.get("/").text):
+        assert "nan" not in points and "inf" not in points, points
+    unregister(config, slowest)
+
+
 def test_stylesheet_is_served_from_the_package(app):
     css = app.get("/static/samplez.css")
     assert css.content_type == "text/css" and "table.data" in css.text

@@ -28,6 +28,13 @@ def _numbers(values: Iterable[object]) -> list[float]:
     return out
 
 
+def _scale(low: float, high: float) -> float:
+    """What to multiply values from ``low`` to ``high`` by so that their
+    differences are finite floats: 1, or 0.5 (exact) for values of both signs
+    near the float limit, which are further apart than a float holds."""
+    return 1.0 if math.isfinite(high - low) else 0.5
+
+
 def _svg(css: str, width: int, height: int, label: str, body: str) -> Markup:
     return Markup(
         f'<svg class="{css}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
@@ -44,10 +51,12 @@ def sparkline(series: Sequence[object], label: str = "", width: int = 120, heigh
         values = values * 2
     # Counts start at zero: a steady count is a line at the top, not the floor.
     low, high = min(min(values), 0.0), max(values)
-    span = (high - low) or 1.0
+    scale = _scale(low, high)
+    span = (high * scale - low * scale) or 1.0
     step = (width - 2) / (len(values) - 1)
     points = " ".join(
-        f"{1 + i * step:.1f},{height - 2 - (v - low) / span * (height - 4):.1f}" for i, v in enumerate(values)
+        f"{1 + i * step:.1f},{height - 2 - (v * scale - low * scale) / span * (height - 4):.1f}"
+        for i, v in enumerate(values)
     )
     last_x, last_y = points.rsplit(" ", 1)[-1].split(",")
     body = f'<polyline points="{points}"/><circle cx="{last_x}" cy="{last_y}" r="2"/>'
@@ -92,11 +101,12 @@ def histogram_bins(values: Sequence[float], bins: int = 24) -> tuple[list[float]
     low, high = min(numbers), max(numbers)
     if high == low:
         return [low, high], [len(numbers)]
-    width = (high - low) / bins
+    scale = _scale(low, high)
+    width = (high * scale - low * scale) / bins
     counts = [0] * bins
     for value in numbers:
-        counts[min(int((value - low) / width), bins - 1)] += 1
-    return [low + i * width for i in range(bins)] + [high], counts
+        counts[min(int((value * scale - low * scale) / width), bins - 1)] += 1
+    return [(low * scale + i * width) / scale for i in range(bins)] + [high], counts
 
 
 def histogram(
