@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generator, Iterable, Sequence
 
 from .errors import ConfigError
+from .keys import MAX_COUNT
 
 if TYPE_CHECKING:
     from .keys import KeySpace
@@ -32,7 +33,7 @@ __all__ = [
     "Outcome",
     "Section",
     "check_bit",
-    "check_int",
+    "check_count",
     "check_item",
     "check_number",
     "metric_at",
@@ -124,13 +125,17 @@ def check_number(value: object) -> None:
     raise TypeError(f"samplez value must be an int or a float, got {kind.__name__} {_shown(value)}")
 
 
-def check_int(value: object) -> None:
-    """An int within memcached's 64-bit ``incr``: memcache counters are
-    integral and unsigned 64-bit."""
+def check_count(value: object) -> None:
+    """An int from 0 to ``MAX_COUNT``: counters only go up (memcache
+    ``incr`` is integral and unsigned), and a larger value could never be
+    read back as a count."""
     if type(value) is not int and (not isinstance(value, int) or isinstance(value, bool)):
         raise TypeError(f"this counter adds ints (memcache incr is integral), got {type(value).__name__} {value!r}")
-    if not -(2**64) < value < 2**64:  # type: ignore[operator]
-        raise ValueError(f"counter values must fit memcached's 64-bit incr, got {_shown(value)}")
+    if not 0 <= value <= MAX_COUNT:  # type: ignore[operator]
+        raise ValueError(
+            f"counters add ints from 0 to 2**53 ({MAX_COUNT:,}), the largest count read back exactly, "
+            f"got {_shown(value)}"
+        )
 
 
 def check_item(value: object) -> None:

@@ -13,8 +13,11 @@ import samplez
 from samplez import batch
 from samplez.counters import OTHER, Counter, CounterResult
 from samplez.counters import index as index_module
+from samplez.counters.base import send_repairs, settle_counts
 from samplez.engine import engine
-from samplez.store.base import delete, set_
+from samplez.keys import MAX_COUNT
+from samplez.metric import Outcome
+from samplez.store.base import REFUSED, UNREACHABLE, delete, set_
 from tests.conftest import Clock, unique_name
 
 T0 = 1_800_000_000
@@ -137,6 +140,67 @@ def test_results_hold_the_dashboard_contract() -> None:
             assert isinstance(reading.display_value, (int, float))
             assert all(isinstance(n, (int, float)) for n in reading.series) and reading.series
             assert data[key]["display_value"] == reading.display_value
+
+
+def adding_kinds() -> list[Counter]:
+    """The counters whose values add up in a memcache ``incr``."""
+    return [
+        samplez.RollingCounter(unique_name("rolling"), window=60),
+        samplez.SteppedCounter(unique_name("stepped"), step=60),
+        samplez.CalendarCounter(unique_name("calendar")),
+    ]
+
+
+@pytest.mark.parametrize("index", range(3), ids=["rolling", "stepped", "calendar"])
+def test_a_value_no_count_can_hold_is_refused_at_set(index: int) -> None:
+    counter = adding_kinds()[index]
+    for value in (2**60, MAX_COUNT + 1, 2**64, -1):
+        with pytest.raises(ValueError, match=r"from 0 to 2\*\*53 \(9,007,199,254,740,992\)"):
+            samplez.set(counter, "k", value)
+    assert engine.pending == 0
+    samplez.set(counter, "k", MAX_COUNT)
+    assert engine.pending == 1
+
+
+@pytest.mark.usefixtures("samplez_on")
+@pytest.mark.parametrize("index", range(3), ids=["rolling", "stepped", "calendar"])
+def test_a_sum_past_what_a_count_holds_fails_only_the_events_that_do_not_fit(index: int) -> None:
+    counter = adding_kinds()[index]
+    samplez.set(counter, "big", 1)
+    samplez.set(counter, "small", 1)
+    for _ in range(5000):  # together past 2**64, each one past what is left
+        samplez.set(counter, "big", MAX_COUNT)
+    samplez.set(counter, "big", 2)
+    samplez.set(counter, "small", 2)
+    summary = samplez.flush()
+    assert (summary.applied, summary.dropped) == (4, 5000), summary
+    result = samplez.get(counter)
+    assert value_of(result, "big") == 3 and value_of(result, "small") == 3
+    if counter.kind == "calendar":
+        assert value_of(result, "all") == 6
+    if counter.kind == "rolling":
+        assert result["big"].cumulative == 3
+
+    samplez.set(counter, "big", MAX_COUNT - 3)  # exactly full
+    assert (samplez.flush().applied, value_of(samplez.get(counter), "big")) == (1, MAX_COUNT)
+    samplez.set(counter, "big", 1)  # past the stored count: left out, the count kept
+    samplez.set(counter, "big", 0)
+    samplez.set(counter, "small", 5)
+    summary = samplez.flush()
+    assert (summary.applied, summary.dropped) == (2, 1), summary
+    result = samplez.get(counter)
+    assert value_of(result, "big") == MAX_COUNT and value_of(result, "small") == 8
+
+
+def test_events_a_failed_repair_would_have_stored_are_not_applied() -> None:
+    outcome = Outcome()
+    events = [(0, "k", 1, float(T0))] * 3
+    repairs = settle_counts([("samplez:c:k", 3, events)], [True, REFUSED], 60, outcome)  # foreign bytes
+    plan = send_repairs(repairs, outcome)
+    assert next(plan) == [set_("samplez:c:k", b"3", 60)]
+    with pytest.raises(StopIteration):
+        plan.send([UNREACHABLE])
+    assert (outcome.applied, outcome.failed) == (0, 3)
 
 
 def test_exact_under_4_forked_processes(memcached, clock: Clock) -> None:

@@ -226,6 +226,7 @@ def test_bad_config_names_the_field(kind: type, kwargs: dict, field: str) -> Non
     [
         pytest.param(samplez.SteppedCounter, {"start_at": -1}, "start_at", id="start-at-negative"),
         pytest.param(samplez.SteppedCounter, {"start_at": 1.5}, "start_at", id="start-at-float"),
+        pytest.param(samplez.SteppedCounter, {"start_at": 2**53 + 1}, "start_at", id="start-at-past-a-count"),
         pytest.param(samplez.HyperLogLogCounter, {"precision": 3}, "precision", id="precision-low"),
         pytest.param(samplez.HyperLogLogCounter, {"precision": 22}, "precision", id="precision-high"),
         pytest.param(samplez.HyperLogLogCounter, {"precision": "14"}, "precision", id="precision-str"),

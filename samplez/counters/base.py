@@ -10,6 +10,11 @@ The dashboard contract, held by every counter:
   ``.as_dict()`` (JSON-ready ``{key: {field: value}}``).
 * every reading is a :class:`Reading`: ``.display_value`` (the one number
   to show) and ``.series`` (numbers, oldest first, for a sparkline).
+
+A stored count never passes :data:`~samplez.keys.MAX_COUNT`, the largest
+the reader takes for a count and a float holds exactly: ``samplez.set``
+refuses a larger value, a flush leaves out the events of a key that would
+take its count past it, and the outcome counts those as failed, not applied.
 """
 
 from __future__ import annotations
@@ -20,24 +25,26 @@ from typing import Any, Callable, Generator, Iterator, Sequence
 
 from ..errors import ConfigError
 from ..keys import MAX_COUNT, digest
-from ..metric import Context, Event, Metric, Outcome, check_int, positive_int
+from ..metric import Context, Event, Metric, Outcome, check_count, positive_int
 from ..store.base import REFUSED, Op, add, incr, set_
 from .index import OTHER, Admission, KeyIndex
 
-__all__ = ["Counter", "CounterResult", "Reading", "check_count", "count_ops", "settle_counts"]
+__all__ = [
+    "Counter",
+    "CounterResult",
+    "Reading",
+    "check_count",
+    "count_ops",
+    "fit",
+    "send_repairs",
+    "settle_counts",
+]
 
 #: Upper bound of ``max_keys``: the index is one memcache value (< 1 MB).
 MAX_KEYS = 1000
 #: Seconds every key outlives what its counter must remember (clock skew,
 #: a slow flush).
 MARGIN = 60
-
-
-def check_count(value: object) -> None:
-    """An int >= 0: counters only go up (memcache ``incr`` is unsigned)."""
-    check_int(value)
-    if value < 0:  # type: ignore[operator]
-        raise ValueError(f"counters add ints >= 0, got {value!r}")
 
 
 def seconds(label: str, value: object) -> int:
@@ -155,6 +162,23 @@ class Counter(Metric):
         return self.index.read(ctx)
 
 
+def fit(events: Sequence[Event], count: int, outcome: Outcome) -> tuple[Sequence[Event], int]:
+    """The events a count now at ``count`` can take without passing
+    ``MAX_COUNT`` (each kept, in order, while the total fits) and their sum;
+    the others are failed in ``outcome``: they can never be stored."""
+    room = MAX_COUNT - count
+    total = sum(event[2] for event in events)
+    if total <= room:
+        return events, total
+    kept = []
+    for event in events:
+        if event[2] <= room:
+            room -= event[2]
+            kept.append(event)
+    outcome.failed += len(events) - len(kept)
+    return kept, MAX_COUNT - count - room
+
+
 def count_ops(key: str, amount: int, ttl: int, start: int = 0) -> list[Op]:
     """Add ``amount`` to a counter, creating it at ``start`` if missing: an
     ``add`` then an ``incr`` in one pipeline, so no writer ever races the
@@ -162,26 +186,51 @@ def count_ops(key: str, amount: int, ttl: int, start: int = 0) -> list[Op]:
     return [add(key, str(start).encode(), ttl), incr(key, amount)]
 
 
+#: A ``set`` that repairs a counter, and how many events it stores.
+Repair = tuple[Op, int]
+
+
 def settle_counts(
-    writes: list[tuple[str, int, list[Event]]], results: list[Any], ttl: int, outcome: Outcome, start: int = 0
-) -> list[Op]:
-    """Account for ``count_ops`` results (two per write, in order); returns
-    the ``set`` ops that repair counters holding foreign bytes."""
-    repairs: list[Op] = []
+    writes: Sequence[tuple[str, int, Sequence[Event]]], results: list[Any], ttl: int, outcome: Outcome, start: int = 0
+) -> list[Repair]:
+    """Account for ``count_ops`` results (two per write, in order, each
+    ``amount`` the sum of its events as :func:`fit` kept them; a write with
+    no events is a total that follows others); returns the repairs for
+    :func:`send_repairs`.
+
+    An ``incr`` that took a count past ``MAX_COUNT`` is undone by a ``set``
+    to what the count held plus the events that still fit; the rest fail.
+    A count of someone else's bytes (not a number, a number no count
+    reaches, or one that wrapped at 2**64) starts again at ``start``.
+    """
+    repairs: list[Repair] = []
     for (key, amount, events), result in zip(writes, results[1::2]):
         if isinstance(result, int) and amount <= result <= MAX_COUNT:
             outcome.applied += len(events)
         elif result is REFUSED or isinstance(result, int):
-            # Someone else's bytes sit under our counter (not a number, a
-            # number no count reaches, or one that wrapped at 2**64): start
-            # it again.
-            repairs.append(set_(key, str(start + amount).encode(), ttl))
-            outcome.applied += len(events)
+            before = result - amount if isinstance(result, int) and 0 <= result - amount <= MAX_COUNT else start
+            kept, added = fit(events, before, outcome)
+            if not events:
+                added = min(amount, MAX_COUNT - before)
+            repairs.append((set_(key, str(before + added).encode(), ttl), len(kept)))
+            outcome.applied += len(kept)
         elif result is None:  # evicted between add and incr: try next flush
             outcome.retry.extend(events)
         else:
             outcome.failed += len(events)
     return repairs
+
+
+def send_repairs(repairs: list[Repair], outcome: Outcome) -> Generator[list[Op], list[Any], None]:
+    """Send ``repairs`` in one round, if any; the events a failed repair
+    would have stored were not applied."""
+    if not repairs:
+        return
+    results = yield [op for op, _ in repairs]
+    for (_, events), result in zip(repairs, results):
+        if result is not True:
+            outcome.applied -= events
+            outcome.failed += events
 
 
 def ttl_for(remember: float) -> int:

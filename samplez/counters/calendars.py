@@ -15,10 +15,10 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from ..constants import SECONDS_1_DAY
-from ..keys import count_of
+from ..keys import MAX_COUNT, count_of
 from ..metric import Context, Event, Outcome, Plan
 from ..store.base import Op, get
-from .base import Counter, CounterResult, Reading, count_ops, seconds, settle_counts, ttl_for
+from .base import Counter, CounterResult, Reading, count_ops, fit, seconds, send_repairs, settle_counts, ttl_for
 
 __all__ = ["ALL", "CalendarCounter", "CalendarReading", "Segments"]
 
@@ -137,27 +137,31 @@ class CalendarCounter(Counter):
 
     def apply(self, events: Sequence[Event], ctx: Context) -> Plan:
         admission = yield from self.admit(events, ctx)
-        amounts: dict[str, int] = {}
-        owners: dict[str, list[Event]] = {}
+        hours: dict[tuple[str, tuple], list[Event]] = {}
         for event in events:
             key = admission.stored[self.normalize_key(event[1])]
-            periods = _periods(event[3])
-            owners.setdefault(self.period_key(ctx, key, periods[0]), []).append(event)
+            hours.setdefault((key, _periods(event[3])[0]), []).append(event)
+        # Events are accounted by their key's hour counter; the rest follow
+        # with what it kept.
+        outcome = Outcome()
+        amounts: dict[str, int] = {}
+        owners: dict[str, Sequence[Event]] = {}
+        for (key, hour), batch in hours.items():
+            kept, added = fit(batch, 0, outcome)
+            owners[self.period_key(ctx, key, hour)] = kept
             for who in dict.fromkeys((key, ALL)):
-                for parts in periods:
+                for parts in _periods(batch[0][3]):
                     name = self.period_key(ctx, who, parts)
-                    amounts[name] = amounts.get(name, 0) + event[2]
-        # Events are accounted by their key's hour counter; the rest follow.
-        writes = [(name, amount, owners.get(name, [])) for name, amount in amounts.items()]
+                    amounts[name] = amounts.get(name, 0) + added
+        no_events: list[Event] = []
+        writes = [(name, min(amount, MAX_COUNT), owners.get(name, no_events)) for name, amount in amounts.items()]
         ops: list[Op] = list(admission.ops)
         for name, amount, _ in writes:
             ops += count_ops(name, amount, self.ttl)
         results = yield ops
         admission.settle(results[: len(admission.ops)])
-        outcome = Outcome()
         repairs = settle_counts(writes, results[len(admission.ops) :], self.ttl, outcome)
-        if repairs:
-            yield repairs
+        yield from send_repairs(repairs, outcome)
         return outcome
 
     def read(  # type: ignore[override]

@@ -17,10 +17,21 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ..constants import SECONDS_30_DAY
-from ..keys import FORMAT_VERSION, count_of
+from ..keys import FORMAT_VERSION, MAX_COUNT, count_of
 from ..metric import Context, Event, Outcome, Plan, check_number
 from ..store.base import Op, add, cas, get, gets, touch
-from .base import Counter, CounterResult, Reading, config_error, count_ops, seconds, settle_counts, ttl_for
+from .base import (
+    Counter,
+    CounterResult,
+    Reading,
+    config_error,
+    count_ops,
+    fit,
+    seconds,
+    send_repairs,
+    settle_counts,
+    ttl_for,
+)
 
 __all__ = ["MaxReading", "RollingCounter", "RollingMax", "RollingReading"]
 
@@ -135,12 +146,18 @@ class RollingCounter(_Window):
 
     def apply(self, events: Sequence[Event], ctx: Context) -> Plan:
         admission = yield from self.admit(events, ctx)
-        writes: list[tuple[str, int, list[Event]]] = []
-        totals: dict[str, list[Event]] = {}
+        outcome = Outcome()
+        writes: list[tuple[str, int, Sequence[Event]]] = []
+        totals: dict[str, int] = {}
         for (key, bucket), batch in self._group(events, admission.stored).items():
-            writes.append((self.data_key(ctx, key, bucket), sum(e[2] for e in batch), batch))
-            totals.setdefault(key, []).extend(batch)
-        cumulative = [(self.data_key(ctx, key, "c"), sum(e[2] for e in batch), batch) for key, batch in totals.items()]
+            kept, amount = fit(batch, 0, outcome)
+            writes.append((self.data_key(ctx, key, bucket), amount, kept))
+            totals[key] = totals.get(key, 0) + amount
+        # The cumulative count follows the buckets' fate (it owns no events).
+        no_events: list[Event] = []
+        cumulative = [
+            (self.data_key(ctx, key, "c"), min(amount, MAX_COUNT), no_events) for key, amount in totals.items()
+        ]
         ops: list[Op] = list(admission.ops)
         for key, amount, _ in writes:
             ops += count_ops(key, amount, self.ttl)
@@ -150,12 +167,9 @@ class RollingCounter(_Window):
         results = yield ops
         admission.settle(results[: len(admission.ops)])
         results = results[len(admission.ops) :]
-        outcome = Outcome()
         repairs = settle_counts(writes, results[: 2 * len(writes)], self.ttl, outcome)
-        # The cumulative count follows the buckets' fate; only repair it.
-        repairs += settle_counts(cumulative, results[2 * len(writes) :], CUMULATIVE_TTL, Outcome())
-        if repairs:
-            yield repairs
+        repairs += settle_counts(cumulative, results[2 * len(writes) :], CUMULATIVE_TTL, outcome)
+        yield from send_repairs(repairs, outcome)
         return outcome
 
     def _load(self, keys: list[str], ctx: Context) -> dict[str, Any]:

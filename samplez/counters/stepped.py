@@ -24,7 +24,9 @@ from .base import (
     Reading,
     config_error,
     count_ops,
+    fit,
     seconds,
+    send_repairs,
     settle_counts,
     ttl_for,
 )
@@ -188,26 +190,25 @@ class SteppedCounter(Stepped):
         max_keys: int = 100,
         title: str | None = None,
     ) -> None:
-        if type(start_at) is not int or start_at < 0:
-            raise config_error("start_at", "must be an int >= 0", start_at)
+        if type(start_at) is not int or not 0 <= start_at <= MAX_COUNT:
+            raise config_error("start_at", "must be an int from 0 to 2**53", start_at)
         self.start_at = start_at
         super().__init__(name, step, keep, start_time, roll, max_keys, title)
 
     def apply(self, events: Sequence[Event], ctx: Context) -> Plan:
         admission = yield from self.admit(events, ctx)
         outcome = Outcome()
-        writes = [
-            (self.count_key(ctx, key, index), sum(e[2] for e in batch), batch)
-            for (key, index), batch in self._group(events, admission.stored, outcome).items()
-        ]
+        writes: list[tuple[str, int, Sequence[Event]]] = []
+        for (key, index), batch in self._group(events, admission.stored, outcome).items():
+            kept, amount = fit(batch, self.start_at, outcome)
+            writes.append((self.count_key(ctx, key, index), amount, kept))
         ops: list[Op] = list(admission.ops)
         for key, amount, _ in writes:
             ops += count_ops(key, amount, self.ttl, self.start_at)
         results = yield ops
         admission.settle(results[: len(admission.ops)])
         repairs = settle_counts(writes, results[len(admission.ops) :], self.ttl, outcome, self.start_at)
-        if repairs:
-            yield repairs
+        yield from send_repairs(repairs, outcome)
         return outcome
 
 
