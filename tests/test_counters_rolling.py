@@ -3,6 +3,8 @@ injected clock, over MemoryStore and a real memcached."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 import samplez
@@ -111,6 +113,17 @@ def test_rolling_max_keeps_the_larger_value_across_flushes() -> None:
     samplez.set(slowest, "a", 60.25)
     flush()
     assert samplez.get(slowest)["a"].max == 60.25
+
+
+@pytest.mark.usefixtures("samplez_on")
+def test_rolling_max_reads_back_any_float_it_takes() -> None:
+    slowest = samplez.RollingMax(unique_name("max"), window=5)
+    values = [1e308, -1e308, sys.float_info.max, -sys.float_info.max, 5e-324, -5e-324, 0.1, 2.0**53 + 2]
+    for i, value in enumerate(values):
+        samplez.set(slowest, f"k{i}", value)
+    flush()
+    result = samplez.get(slowest)
+    assert [result[f"k{i}"].max for i in range(len(values))] == values
 
 
 def test_rolling_max_lost_race_is_retried_next_flush(memcached, clock: Clock) -> None:
