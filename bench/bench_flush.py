@@ -24,8 +24,8 @@ from typing import Any, Callable
 from _common import Memcached, median, spread, verdict, write_results
 
 import samplez
-from samplez import reservoir
 from samplez.engine import engine
+from samplez.reservoir import sampling as reservoir
 from samplez.store import wire
 
 

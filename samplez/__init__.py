@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from .api import configure, flush, get, get_section
 from .batch import set
-from .config import Config
 from .constants import *  # noqa: F403
 from .constants import __all__ as _constants
 from .counters import (
@@ -32,7 +31,7 @@ from .engine import FlushSummary
 from .errors import ConfigError, SamplezError, StoreError
 from .metric import Section, unregister
 from .middleware import Middleware
-from .result import SampleResult
+from .reservoir import Config, SampleResult
 from .store import MemcacheStore, MemoryStore, Store
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""Memcache key names and the versioned encoding of stored values.
+"""Store key names, and the format version every stored value carries.
 
 Every key is ``<prefix>:<metric name>:<parts>``: ASCII, no spaces, well
 under memcached's 250 bytes. User text never appears in a key: it is hashed
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import struct
 
 from .errors import ConfigError
 
@@ -19,15 +18,12 @@ __all__ = [
     "KeySpace",
     "check_prefix",
     "count_of",
-    "decode_sample",
     "digest",
-    "encode_sample",
 ]
 
 FORMAT_VERSION = 1
 _VERSION_BYTE = bytes([FORMAT_VERSION])
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-_SAMPLE = struct.Struct("<dd")
 
 
 def check_prefix(prefix: object) -> str:
@@ -67,24 +63,3 @@ def count_of(raw: object) -> int:
         if digits.isdigit() and len(digits) < 20 and int(digits) <= MAX_COUNT:
             return int(digits)
     return 0
-
-
-def encode_sample(key: str, when: float, value: float) -> bytes:
-    """A reservoir slot: version byte, time, value, then the key in UTF-8."""
-    # A lone surrogate (from a bad decode upstream) becomes "?": the slot
-    # must decode as UTF-8 or the sample would be skipped when read.
-    return _VERSION_BYTE + _SAMPLE.pack(when, value) + key.encode("utf-8", "replace")
-
-
-def decode_sample(raw: bytes) -> tuple[str, float, float] | None:
-    """``(key, when, value)``, or ``None`` for anything we did not write."""
-    if len(raw) < 1 + _SAMPLE.size or raw[0] != FORMAT_VERSION:
-        return None
-    try:
-        when, value = _SAMPLE.unpack_from(raw, 1)
-        key = raw[1 + _SAMPLE.size :].decode("utf-8")
-    except (struct.error, UnicodeDecodeError):
-        return None
-    if when != when or value != value or value in (float("inf"), float("-inf")):
-        return None
-    return key, when, value

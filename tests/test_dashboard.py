@@ -20,7 +20,7 @@ import samplez
 from samplez.dashboard.formatting import duration, num, pct
 from samplez.dashboard.views import top_rows
 from samplez.metric import Metric, unregister
-from samplez.result import ROW_FIELDS
+from samplez.reservoir import ROW_FIELDS
 from samplez.testing import free_port
 from tests.conftest import Clock, unique_name
 

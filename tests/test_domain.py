@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from samplez.domain import domain_of
+from samplez.reservoir.domain import domain_of
 
 
 @pytest.mark.parametrize(

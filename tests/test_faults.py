@@ -24,7 +24,8 @@ import webtest
 
 import samplez
 from samplez.engine import engine
-from samplez.keys import FORMAT_VERSION, encode_sample
+from samplez.keys import FORMAT_VERSION
+from samplez.reservoir.sampling import encode_sample
 from samplez.store import base as ops
 from tests.conftest import Clock, MemcachedProcess, unique_name, wsgi_call
 from tests.proxy import Proxy

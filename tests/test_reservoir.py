@@ -271,7 +271,7 @@ def test_processes_against_one_memcached_count_exactly(memcached):
 def test_slot_choice_fills_first_then_replaces_uniformly():
     import random
 
-    from samplez.reservoir import choose_slots
+    from samplez.reservoir.sampling import choose_slots
 
     assert choose_slots(0, 5, 10, random.random) == {i: i for i in range(5)}
     assert choose_slots(8, 2, 10, random.random) == {8: 0, 9: 1}
@@ -287,7 +287,7 @@ def test_slot_choice_fills_first_then_replaces_uniformly():
 def test_thinned_slot_choice_matches_one_coin_per_event():
     import random
 
-    from samplez.reservoir import choose_slots
+    from samplez.reservoir.sampling import choose_slots
 
     def per_event(first, count, samples, rand):
         slots = {}

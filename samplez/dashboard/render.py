@@ -19,7 +19,7 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.routing import MapAdapter
 from werkzeug.wrappers import Response
 
-from ..result import ROW_FIELDS
+from ..reservoir import ROW_FIELDS
 from . import formatting, svg
 from .views import ORDERS, PERIODS, SORTS, Query
 

@@ -18,8 +18,7 @@ from typing import Any, Iterable, Sequence
 
 from ..engine import engine
 from ..metric import Context, Metric, Section, registered_metrics, registered_sections
-from ..reservoir import PERIODS
-from ..result import ROW_FIELDS, SampleResult
+from ..reservoir import PERIODS, ROW_FIELDS, SampleResult
 from ..store.base import Store
 from .formatting import jsonable
 from .svg import histogram_bins

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from . import reservoir
+from ..errors import ConfigError
+from ..metric import Context, Event, Metric, Plan, check_number, positive_int, text
+from . import sampling
 from .domain import domain_of
-from .errors import ConfigError
-from .metric import Context, Event, Metric, Plan, check_number, positive_int, text
 
 __all__ = ["Config"]
 
@@ -91,9 +91,9 @@ class Config(Metric):
         return super().normalize_key(key)
 
     def apply(self, events: Sequence[Event], ctx: Context) -> Plan:
-        return reservoir.apply(self, events, ctx)
+        return sampling.apply(self, events, ctx)
 
     def read(self, ctx: Context, period: str = "current", key: str | None = None, **options: Any) -> Any:
         if options:
             raise TypeError(f"unexpected options for a reservoir: {', '.join(options)}")
-        return reservoir.read(self, ctx, period=period, key=key)
+        return sampling.read(self, ctx, period=period, key=key)

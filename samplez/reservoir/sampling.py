@@ -17,19 +17,22 @@ from __future__ import annotations
 
 import math
 import random
+import struct
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
-from .keys import MAX_COUNT, count_of, decode_sample, encode_sample
-from .metric import Context, Event, Outcome, Plan
+from ..keys import FORMAT_VERSION, MAX_COUNT, count_of
+from ..metric import Context, Event, Outcome, Plan
+from ..store.base import REFUSED, add, count_failures, get, incr, is_failure, set_
 from .result import SampleResult
-from .store.base import REFUSED, add, count_failures, get, incr, is_failure, set_
 
 if TYPE_CHECKING:
     from .config import Config
 
-__all__ = ["apply", "choose_slots", "read", "span"]
+__all__ = ["PERIODS", "apply", "choose_slots", "decode_sample", "encode_sample", "read", "span"]
 
 PERIODS = ("current", "previous")
+_VERSION_BYTE = bytes([FORMAT_VERSION])
+_SAMPLE = struct.Struct("<dd")
 
 
 #: Past this chance of replacement, a coin per event beats geometric skips.
@@ -169,3 +172,24 @@ def read(config: Config, ctx: Context, period: str = "current", key: str | None 
         key=key,
         reachable=not any(is_failure(r) for r in results[:1]),
     )
+
+
+def encode_sample(key: str, when: float, value: float) -> bytes:
+    """A reservoir slot: version byte, time, value, then the key in UTF-8."""
+    # A lone surrogate (from a bad decode upstream) becomes "?": the slot
+    # must decode as UTF-8 or the sample would be skipped when read.
+    return _VERSION_BYTE + _SAMPLE.pack(when, value) + key.encode("utf-8", "replace")
+
+
+def decode_sample(raw: bytes) -> tuple[str, float, float] | None:
+    """``(key, when, value)``, or ``None`` for anything we did not write."""
+    if len(raw) < 1 + _SAMPLE.size or raw[0] != FORMAT_VERSION:
+        return None
+    try:
+        when, value = _SAMPLE.unpack_from(raw, 1)
+        key = raw[1 + _SAMPLE.size :].decode("utf-8")
+    except (struct.error, UnicodeDecodeError):
+        return None
+    if when != when or value != value or value in (float("inf"), float("-inf")):
+        return None
+    return key, when, value
