@@ -29,8 +29,9 @@ from .counters import (
 from .dashboard import Dashboard
 from .engine import FlushSummary
 from .errors import ConfigError, SamplezError, StoreError
-from .metric import Section, unregister
+from .metric import Section
 from .middleware import Middleware
+from .registry import unregister
 from .reservoir import Config, SampleResult
 from .store import MemcacheStore, MemoryStore, Store
 

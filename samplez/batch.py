@@ -31,7 +31,8 @@ from contextvars import ContextVar, Token
 from typing import Any
 
 from .engine import engine
-from .metric import Event, Metric, resolve_targets
+from .flush import Event
+from .metric import Metric, resolve_targets
 
 __all__ = ["RequestBatch", "begin", "current", "end", "set"]
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import math
 import os
 import sys
 import threading
@@ -24,11 +23,12 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from . import checks
 from . import flush as _flush
 from .errors import ConfigError
-from .keys import KeySpace, check_prefix
-from .metric import Context, Event
+from .flush import Context, Event
 from .store.base import Store
+from .store.keys import KeySpace
 from .store.memory import MemoryStore
 
 __all__ = ["Engine", "FlushSummary", "engine"]
@@ -59,48 +59,15 @@ def _store(store: Any) -> Store:
     return store
 
 
-def _clock(clock: Any) -> Callable[[], float]:
-    """``clock`` if it is a callable returning finite seconds: asked once
-    now, so a wrong one fails here and not inside every request."""
-    try:
-        now = clock()
-    except Exception as exc:
-        raise ConfigError(f"clock must be a callable returning seconds, got {clock!r} ({exc!r})") from None
-    if isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now) or now < 0:
-        raise ConfigError(f"clock must return seconds since the epoch, got {now!r} from {clock!r}")
-    return clock  # type: ignore[no-any-return]
-
-
-def _flush_interval(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.01 <= value <= 3600:
-        raise ConfigError(f"flush_interval must be seconds in [0.01, 3600], got {value!r}")
-    return float(value)
-
-
-def _flush_mode(value: Any) -> str:
-    if value not in FLUSH_MODES:
-        raise ConfigError(f"flush must be 'background' or 'request', got {value!r}")
-    return value  # type: ignore[no-any-return]
-
-
-def _at_least(name: str, low: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        if type(value) is not int or value < low:
-            raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
-        return value
-
-    return check
-
-
 #: Each setting's check, which returns the value to keep.
 _CHECKS: dict[str, Callable[[Any], Any]] = {
     "store": _store,
-    "prefix": check_prefix,
-    "flush_interval": _flush_interval,
-    "max_pending": _at_least("max_pending", 1),
-    "max_pending_bytes": _at_least("max_pending_bytes", 2**16),
-    "clock": _clock,
-    "flush": _flush_mode,
+    "prefix": checks.prefix,
+    "flush_interval": checks.flush_interval,
+    "max_pending": checks.at_least("max_pending", 1),
+    "max_pending_bytes": checks.at_least("max_pending_bytes", 2**16),
+    "clock": checks.clock,
+    "flush": checks.choice("flush", FLUSH_MODES),
 }
 
 

@@ -1,18 +1,52 @@
-"""Run every metric's flush plan in lock step: one pipelined round trip per
-server per round, at most three rounds, whatever the number of metrics,
-keys and events."""
+"""The flush protocol, and the runner that applies a batch of events.
+
+The protocol keeps algorithms apart from the wire. A metric's ``apply`` is
+a generator (a :data:`Plan`): each ``yield`` hands the flusher a list of
+store ops and receives their results; :func:`run` drives every metric's plan
+in lock step, so one pipelined round trip per server serves all of them. A
+plan must finish within :data:`MAX_ROUNDS` yields and returns an
+:class:`Outcome`.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generator, Mapping, Sequence
 
-from .metric import MAX_ROUNDS, Context, Event, Outcome, Plan, metric_at
+from .registry import metric_at
 from .store.base import Op, count_failures
 
-__all__ = ["FlushTotals", "group", "run"]
+if TYPE_CHECKING:
+    from .store.base import Store
+    from .store.keys import KeySpace
+
+__all__ = ["MAX_ROUNDS", "Context", "Event", "FlushTotals", "Outcome", "Plan", "group", "run"]
 
 log = logging.getLogger("samplez.flush")
+
+MAX_ROUNDS = 3
+#: ``(slot, key, value, when)``: one ``samplez.set`` waiting to be applied.
+Event = tuple[int, str, Any, float]
+Plan = Generator[list["Op"], list[Any], "Outcome"]
+
+
+@dataclass
+class Outcome:
+    """What a metric's ``apply`` did with its events."""
+
+    applied: int = 0
+    failed: int = 0
+    retry: list[Event] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    """Where and when: the store, its key space and the clock's reading."""
+
+    store: Store
+    space: KeySpace
+    now: float
 
 
 class FlushTotals:

@@ -14,7 +14,7 @@ import pytest
 import samplez
 from samplez import batch
 from samplez.engine import engine
-from samplez.metric import metric_at
+from samplez.registry import metric_at
 from tests.conftest import unique_name
 
 

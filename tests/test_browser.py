@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import pytest
 
 import samplez
-from samplez.metric import unregister
+from samplez.registry import unregister
 from tests.conftest import Clock, unique_name
 
 pytestmark = pytest.mark.browser

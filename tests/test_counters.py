@@ -15,9 +15,9 @@ from samplez.counters import OTHER, Counter, CounterResult
 from samplez.counters import index as index_module
 from samplez.counters.base import send_repairs, settle_counts
 from samplez.engine import engine
-from samplez.keys import MAX_COUNT
-from samplez.metric import Outcome
+from samplez.flush import Outcome
 from samplez.store.base import REFUSED, UNREACHABLE, delete, set_
+from samplez.store.keys import MAX_COUNT
 from tests.conftest import Clock, unique_name
 
 T0 = 1_800_000_000

@@ -19,7 +19,8 @@ import webtest
 import samplez
 from samplez.dashboard.formatting import duration, num, pct
 from samplez.dashboard.views import top_rows
-from samplez.metric import Metric, unregister
+from samplez.metric import Metric
+from samplez.registry import unregister
 from samplez.reservoir import ROW_FIELDS
 from samplez.testing import free_port
 from tests.conftest import Clock, unique_name

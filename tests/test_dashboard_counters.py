@@ -9,7 +9,7 @@ import pytest
 
 import samplez
 from samplez.dashboard.formatting import jsonable
-from samplez.metric import unregister
+from samplez.registry import unregister
 from tests.conftest import unique_name
 from tests.test_dashboard import local_app, strict_json, table_keys
 

@@ -10,7 +10,8 @@ import pytest
 import webtest
 
 import samplez
-from samplez.metric import Metric, unregister
+from samplez.metric import Metric
+from samplez.registry import unregister
 from tests.conftest import unique_name
 from tests.test_dashboard import LOCAL, Gauge, Reading, local_app, strict_json
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import samplez
 from samplez.engine import engine
-from samplez.metric import Metric, Outcome
+from samplez.flush import Outcome
+from samplez.metric import Metric
 from tests.conftest import unique_name
 
 

@@ -24,9 +24,9 @@ import webtest
 
 import samplez
 from samplez.engine import engine
-from samplez.keys import FORMAT_VERSION
 from samplez.reservoir.sampling import encode_sample
 from samplez.store import base as ops
+from samplez.store.keys import FORMAT_VERSION
 from tests.conftest import Clock, MemcachedProcess, unique_name, wsgi_call
 from tests.proxy import Proxy
 

@@ -11,7 +11,7 @@ from fractions import Fraction
 import pytest
 
 import samplez
-from samplez.metric import FLOAT_MAX
+from samplez.checks import FLOAT_MAX
 from samplez.store import base as ops
 from tests.conftest import unique_name
 

@@ -25,7 +25,8 @@ from typing import IO, Any, Callable, Iterable, Iterator, Mapping
 
 from ..api import flush
 from ..batch import set as samplez_set
-from ..metric import Metric, lookup
+from ..metric import Metric
+from ..registry import lookup
 
 __all__ = ["EventMapper", "Ingest", "Malformed", "import_zmq", "stdin_lines", "zmq_lines"]
 

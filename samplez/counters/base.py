@@ -23,10 +23,11 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Generator, Iterator, Sequence
 
-from ..errors import ConfigError
-from ..keys import MAX_COUNT, digest
-from ..metric import Context, Event, Metric, Outcome, check_count, positive_int
+from ..checks import check_count, positive_int
+from ..flush import Context, Event, Outcome
+from ..metric import Metric
 from ..store.base import REFUSED, Op, add, incr, set_
+from ..store.keys import MAX_COUNT, digest
 from .index import OTHER, Admission, KeyIndex
 
 __all__ = [
@@ -45,13 +46,6 @@ MAX_KEYS = 1000
 #: Seconds every key outlives what its counter must remember (clock skew,
 #: a slow flush).
 MARGIN = 60
-
-
-def seconds(label: str, value: object) -> int:
-    """A whole number of seconds > 0 (floats like ``60.0`` are accepted)."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return positive_int(label, value)
 
 
 @dataclass
@@ -236,7 +230,3 @@ def send_repairs(repairs: list[Repair], outcome: Outcome) -> Generator[list[Op],
 def ttl_for(remember: float) -> int:
     """A TTL covering ``remember`` seconds plus the margin."""
     return int(math.ceil(remember)) + MARGIN
-
-
-def config_error(label: str, message: str, value: object) -> ConfigError:
-    return ConfigError(f"{label} {message}, got {value!r}")

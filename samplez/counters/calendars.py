@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
+from ..checks import seconds
 from ..constants import SECONDS_1_DAY
-from ..keys import MAX_COUNT, count_of
-from ..metric import Context, Event, Outcome, Plan
+from ..flush import Context, Event, Outcome, Plan
 from ..store.base import Op, get
-from .base import Counter, CounterResult, Reading, count_ops, fit, seconds, send_repairs, settle_counts, ttl_for
+from ..store.keys import MAX_COUNT, count_of
+from .base import Counter, CounterResult, Reading, count_ops, fit, send_repairs, settle_counts, ttl_for
 
 __all__ = ["ALL", "CalendarCounter", "CalendarReading", "Segments"]
 

@@ -22,9 +22,9 @@ import json
 import math
 from typing import Any, Generator
 
-from ..keys import FORMAT_VERSION
-from ..metric import Context
+from ..flush import Context
 from ..store.base import Op, add, cas, get, gets
+from ..store.keys import FORMAT_VERSION
 
 __all__ = ["OTHER", "Admission", "KeyIndex", "decode_index"]
 

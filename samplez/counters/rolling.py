@@ -16,22 +16,12 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from ..checks import check_number, config_error, seconds
 from ..constants import SECONDS_30_DAY
-from ..keys import FORMAT_VERSION, MAX_COUNT, count_of
-from ..metric import Context, Event, Outcome, Plan, check_number
+from ..flush import Context, Event, Outcome, Plan
 from ..store.base import Op, add, cas, get, gets, touch
-from .base import (
-    Counter,
-    CounterResult,
-    Reading,
-    config_error,
-    count_ops,
-    fit,
-    seconds,
-    send_repairs,
-    settle_counts,
-    ttl_for,
-)
+from ..store.keys import FORMAT_VERSION, MAX_COUNT, count_of
+from .base import Counter, CounterResult, Reading, count_ops, fit, send_repairs, settle_counts, ttl_for
 
 __all__ = ["MaxReading", "RollingCounter", "RollingMax", "RollingReading"]
 

@@ -17,10 +17,10 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..keys import FORMAT_VERSION
-from ..metric import Context, Event, Outcome, Plan, check_bit, check_item
+from ..checks import check_bit, check_item, config_error
+from ..flush import Context, Event, Outcome, Plan
 from ..store.base import Op, add, cas, get, gets
-from .base import config_error
+from ..store.keys import FORMAT_VERSION
 from .stepped import Stepped, StepReading
 
 __all__ = ["BitmapCounter", "BitmapReading", "HyperLogLogCounter"]

@@ -15,21 +15,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..keys import MAX_COUNT, count_of, digest
-from ..metric import Context, Event, Outcome, Plan, check_item
+from ..checks import check_item, config_error, seconds
+from ..flush import Context, Event, Outcome, Plan
 from ..store.base import REFUSED, Op, add, get, incr, set_
-from .base import (
-    Counter,
-    CounterResult,
-    Reading,
-    config_error,
-    count_ops,
-    fit,
-    seconds,
-    send_repairs,
-    settle_counts,
-    ttl_for,
-)
+from ..store.keys import MAX_COUNT, count_of, digest
+from .base import Counter, CounterResult, Reading, count_ops, fit, send_repairs, settle_counts, ttl_for
 
 __all__ = ["StepReading", "SteppedCounter", "UniqueCounter"]
 

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from ..engine import engine
-from ..metric import Context, Metric, Section, registered_metrics, registered_sections
+from ..flush import Context
+from ..metric import Metric, Section
+from ..registry import registered_metrics, registered_sections
 from ..reservoir import PERIODS, ROW_FIELDS, SampleResult
 from ..store.base import Store
 from .formatting import jsonable

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from ..checks import check_number, positive_int, text
 from ..errors import ConfigError
-from ..metric import Context, Event, Metric, Plan, check_number, positive_int, text
+from ..flush import Context, Event, Plan
+from ..metric import Metric
 from . import sampling
 from .domain import domain_of
 

@@ -20,9 +20,9 @@ import random
 import struct
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
-from ..keys import FORMAT_VERSION, MAX_COUNT, count_of
-from ..metric import Context, Event, Outcome, Plan
+from ..flush import Context, Event, Outcome, Plan
 from ..store.base import REFUSED, add, count_failures, get, incr, is_failure, set_
+from ..store.keys import FORMAT_VERSION, MAX_COUNT, count_of
 from .result import SampleResult
 
 if TYPE_CHECKING:

@@ -7,13 +7,7 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
-from .base import (
-    MAX_VALUE_LENGTH,
-    REFUSED,
-    Op,
-    Store,
-    valid_key,
-)
+from .base import MAX_VALUE_LENGTH, REFUSED, Op, Store, valid_key
 
 __all__ = ["MemoryStore"]
 
