@@ -5,7 +5,11 @@ multiprocessing)."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -89,3 +93,78 @@ def test_fork_while_another_thread_holds_the_batch_lock(memcached, clock, config
         thread.join()
     assert status == 0
     assert samplez.get(config).count("child") == 1
+
+
+# -- fork() while the flusher's first flush imports or connects --------------------
+
+FIRST_FLUSH_FORKS_SCRIPT = """
+import json, os, signal, sys, time
+import samplez
+from samplez.engine import engine
+
+address, name, forks = sys.argv[1], sys.argv[2], int(sys.argv[3])
+USERS = samplez.HyperLogLogCounter(name, step=3600)
+samplez.configure(store=samplez.MemcacheStore(address), flush_interval=0.01, clock=lambda: 1_800_000_000.0)
+
+
+def flush_all():
+    for _ in range(50):  # a compare-and-swap lost to another process hands events back
+        samplez.flush()
+        if not engine.pending:
+            return True
+    return False
+
+
+# The first set starts the flusher: its first flush connects and merges
+# the first sketch while this thread forks, every few milliseconds.
+samplez.set(USERS, "site", "parent")
+children = []
+for _ in range(forks):
+    pid = os.fork()
+    if pid == 0:
+        samplez.set(USERS, "site", f"child{os.getpid()}")
+        sys.exit(0 if flush_all() else 3)  # a normal exit: atexit runs too
+    children.append(pid)
+    time.sleep(0.003)
+
+codes = {}
+deadline = time.monotonic() + 30
+while len(codes) < forks and time.monotonic() < deadline:
+    for pid in set(children) - set(codes):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            codes[pid] = os.waitstatus_to_exitcode(status)
+    time.sleep(0.01)
+for pid in set(children) - set(codes):
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    codes[pid] = "hung"
+flush_all()
+print(json.dumps({"codes": sorted(map(str, codes.values())), "distinct": samplez.get(USERS)["site"].value}))
+"""
+
+
+def run_in_new_interpreter(script: str, *args: str) -> str:
+    """Run ``script`` in a fresh interpreter (nothing imported yet) and
+    return its output; it and whatever it forked are killed afterwards."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # its hung children, if any
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    assert proc.returncode == 0, out
+    return out
+
+
+def test_fork_during_the_first_flush_leaves_children_that_flush_and_exit(memcached):
+    forks = 20
+    out = run_in_new_interpreter(FIRST_FLUSH_FORKS_SCRIPT, memcached.address, unique_name("hll"), str(forks))
+    report = json.loads(out)
+    assert report["codes"] == ["0"] * forks
+    assert report["distinct"] == forks + 1  # the parent's item and each child's

@@ -66,9 +66,9 @@ def _settle_merges(pending: list[list[Event]], results: list[Any], outcome: Outc
 
 
 def _datasketches() -> Any:
-    """The DataSketches module, imported at the first HyperLogLog operation:
-    it loads numpy (~50 ms, and a BLAS thread pool per process), which an
-    app without a HyperLogLog counter never needs."""
+    """The DataSketches module, imported when the first HyperLogLog counter
+    is defined: it loads numpy (~50 ms, and a BLAS thread pool per
+    process), which an app without a HyperLogLog counter never needs."""
     import datasketches
 
     return datasketches
@@ -114,6 +114,10 @@ class HyperLogLogCounter(Stepped):
             raise config_error("precision", "must be an int in [4, 20]", precision)
         self.precision = precision
         super().__init__(name, step, keep, start_time, roll, max_keys, title)
+        # Imported now, on the defining thread: imported by the flusher, a
+        # fork() during the import would leave the child's flush (and its
+        # exit) waiting for ever on the import lock the flusher held.
+        _datasketches()
 
     def _decode(self, raw: object) -> Any:
         if not isinstance(raw, bytes) or raw[:1] != _VERSION:
