@@ -168,3 +168,34 @@ def test_fork_during_the_first_flush_leaves_children_that_flush_and_exit(memcach
     report = json.loads(out)
     assert report["codes"] == ["0"] * forks
     assert report["distinct"] == forks + 1  # the parent's item and each child's
+
+
+FIRST_FLUSH_IMPORTS_SCRIPT = """
+import sys
+import samplez
+
+address, name = sys.argv[1], sys.argv[2]
+metrics = [
+    samplez.Config(name + "_r", period=3600, samples=50, by_value=True),
+    samplez.RollingCounter(name + "_c", window=60),
+    samplez.RollingMax(name + "_m", window=60),
+    samplez.SteppedCounter(name + "_s", step=60),
+    samplez.UniqueCounter(name + "_u", step=60),
+    samplez.HyperLogLogCounter(name + "_h", step=60),
+    samplez.BitmapCounter(name + "_b", step=60),
+    samplez.CalendarCounter(name + "_y"),
+]
+samplez.configure(store=samplez.MemcacheStore(address), flush_interval=3600)
+for metric in metrics:
+    samplez.set(metric, "k", 1)
+before = set(sys.modules)
+samplez.flush()  # the first: it connects, then writes every kind
+print(" ".join(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_the_first_flush_imports_no_module(memcached):
+    # An import on the flusher thread holds that module's import lock: a
+    # fork() then leaves a child whose own import of it waits for ever.
+    out = run_in_new_interpreter(FIRST_FLUSH_IMPORTS_SCRIPT, memcached.address, unique_name("imports"))
+    assert out.split() == []

@@ -9,6 +9,7 @@ command.
 
 from __future__ import annotations
 
+import codecs
 import socket
 import time
 from typing import Any, Sequence
@@ -22,6 +23,12 @@ _GET_CHUNK = 100
 _STORE_REPLIES = {b"STORED": True, b"NOT_STORED": False, b"EXISTS": False, b"NOT_FOUND": False}
 _STORES = frozenset(("add", "set", "cas"))
 _GETS = frozenset(("get", "gets"))
+
+# socket.getaddrinfo() encodes a host name with the "idna" codec, whose
+# module Python imports at its first use: import it now rather than on the
+# flusher thread at its first connect, where a fork() could catch the
+# import's lock held and leave the child's connect waiting for ever.
+codecs.lookup("idna")
 
 
 class StaleConnection(StoreError):
