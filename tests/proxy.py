@@ -14,12 +14,15 @@ class Proxy:
     """Forwards loopback TCP to ``upstream_port``. ``sent`` holds what
     clients sent; with ``answer_piece``, answers go back in pieces of that
     many bytes, ``answer_pause`` seconds apart (TCP_NODELAY), so a reply
-    line is split across many receives."""
+    line is split across many receives. Each answer waits
+    ``answer_delay`` seconds first (set it at any time), as from a server
+    on a busy machine."""
 
     def __init__(self, upstream_port: int, answer_piece: int | None = None, answer_pause: float = 0.0) -> None:
         self.upstream_port = upstream_port
         self.answer_piece = answer_piece
         self.answer_pause = answer_pause
+        self.answer_delay = 0.0
         self.sent = bytearray()
         self._lock = threading.Lock()
         self.listener = socket.socket()
@@ -52,16 +55,17 @@ class Proxy:
 
     def _answers(self, source: socket.socket, sink: socket.socket) -> None:
         piece, pause = self.answer_piece, self.answer_pause
-        if piece is None:
-            self._pump(source, sink, sink.sendall)
-            return
 
-        def dribble(data: bytes) -> None:
+        def answer(data: bytes) -> None:
+            time.sleep(self.answer_delay)
+            if piece is None:
+                sink.sendall(data)
+                return
             for start in range(0, len(data), piece):
                 sink.sendall(data[start : start + piece])
                 time.sleep(pause)
 
-        self._pump(source, sink, dribble)
+        self._pump(source, sink, answer)
 
     @staticmethod
     def _pump(source: socket.socket, sink: socket.socket, forward: Callable[[bytes], object]) -> None:

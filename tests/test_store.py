@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import socket
+from typing import Iterator
+
 import pytest
+from pymemcache.client.rendezvous import RendezvousHash
 
 import samplez
 from samplez.store import base as ops
 from samplez.store.base import REFUSED, UNREACHABLE
+from samplez.store.memcache import FAILURES_BEFORE_DEAD
+from tests.conftest import MemcachedProcess
+from tests.proxy import Proxy
 
 
 def run(store: samplez.Store, *batch: ops.Op) -> list:
@@ -112,6 +119,98 @@ def test_a_cluster_spreads_keys_and_reads_them_back(spawn_memcached):
     results, trips = store.execute([ops.set_(k, k.encode(), 60) for k in keys])
     assert all(results) and trips == 3
     assert store.get_many(keys) == {k: k.encode() for k in keys}
+
+
+# -- a cluster node that is slow, or down ------------------------------------------
+
+
+def owners(servers: list[str], keys: list[str]) -> dict[str, list[str]]:
+    """The keys each server holds while every server is in the ring."""
+    ring = RendezvousHash(servers)
+    owned: dict[str, list[str]] = {server: [] for server in servers}
+    for key in keys:
+        owned[ring.get_node(key)].append(key)
+    return owned
+
+
+def write_round(store: samplez.MemcacheStore, keys: list[str]) -> list[str]:
+    """Set every key once; return the keys whose set failed."""
+    results, _ = store.execute([ops.set_(key, b"v", 60) for key in keys])
+    return [key for key, result in zip(keys, results) if result is not True]
+
+
+@pytest.fixture
+def unaccepting_port() -> Iterator[int]:
+    """A port whose accept queue is full, so that a connect to it times
+    out, as to a machine too busy to accept."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    held = socket.create_connection(("127.0.0.1", port))  # fills the queue
+    try:
+        with socket.socket() as probe:
+            probe.settimeout(0.2)
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.skip("this system accepts connections past a full queue")
+        yield port
+    finally:
+        held.close()
+        listener.close()
+
+
+def test_a_node_that_answers_late_keeps_its_keys(spawn_memcached):
+    # A busy machine answers late: moving the node's keys to the others
+    # would split their data between two nodes, and land it where a
+    # reader of the whole cluster will not look once the node answers.
+    nodes = [spawn_memcached().start() for _ in range(3)]
+    proxy = Proxy(nodes[1].port)
+    try:
+        servers = [nodes[0].address, f"127.0.0.1:{proxy.port}", nodes[2].address]
+        keys = [f"t:k{i}" for i in range(90)]
+        owned = owners(servers, keys)
+        store = samplez.MemcacheStore(servers, connect_timeout=0.5, timeout=0.5, dead_timeout=60)
+        proxy.answer_delay = 2.0
+        for _ in range(FAILURES_BEFORE_DEAD - 1):
+            assert write_round(store, keys) == owned[servers[1]]
+        assert store.health()[servers[1]].startswith("failing: ")
+        assert sorted(nodes[0].keys()) == sorted(owned[servers[0]])
+        assert sorted(nodes[2].keys()) == sorted(owned[servers[2]])
+
+        proxy.answer_delay = 0.0
+        assert write_round(store, keys) == []
+        assert store.health()[servers[1]] == "up"
+        assert sorted(nodes[1].keys()) == sorted(owned[servers[1]])
+    finally:
+        proxy.close()
+
+
+def test_a_node_that_never_accepts_leaves_the_ring_after_failing_in_a_row(spawn_memcached, unaccepting_port):
+    nodes = [spawn_memcached().start() for _ in range(2)]
+    servers = [nodes[0].address, f"127.0.0.1:{unaccepting_port}", nodes[1].address]
+    keys = [f"t:k{i}" for i in range(90)]
+    owned = owners(servers, keys)
+    store = samplez.MemcacheStore(servers, connect_timeout=0.5, timeout=0.5, dead_timeout=60)
+    for _ in range(FAILURES_BEFORE_DEAD - 1):  # a slow connect: the keys stay
+        assert write_round(store, keys) == owned[servers[1]]
+        assert sorted(nodes[0].keys() + nodes[1].keys()) == sorted(owned[servers[0]] + owned[servers[2]])
+    assert write_round(store, keys) == owned[servers[1]]  # once too many: out of the ring
+    assert store.health()[servers[1]].startswith("down: ")
+    assert write_round(store, keys) == []
+    assert sorted(nodes[0].keys() + nodes[1].keys()) == sorted(keys)
+
+
+def test_a_node_that_refuses_connections_leaves_the_ring_at_once(spawn_memcached):
+    nodes: list[MemcachedProcess] = [spawn_memcached().start() for _ in range(3)]
+    servers = [node.address for node in nodes]
+    keys = [f"t:k{i}" for i in range(90)]
+    owned = owners(servers, keys)
+    store = samplez.MemcacheStore(servers, dead_timeout=60)
+    nodes[1].kill()
+    assert write_round(store, keys) == owned[servers[1]]
+    assert store.health()[servers[1]].startswith("down: ")
+    assert write_round(store, keys) == []  # its keys went to the live nodes
+    assert sorted(nodes[0].keys() + nodes[2].keys()) == sorted(keys)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from pymemcache.client.rendezvous import RendezvousHash
 
 from ..errors import ConfigError, StoreError
 from .base import REFUSED, UNREACHABLE, Op, Store, all_keys_valid, valid_key
-from .wire import Connection, StaleConnection
+from .wire import Connection, ServerDown, StaleConnection
 
 __all__ = ["MemcacheStore"]
 
@@ -38,6 +38,10 @@ def _seconds(value: object) -> bool:
 
 _key_of = itemgetter(1)  # an Op's key, read in C
 
+#: Failed round trips in a row after which a node that still accepts
+#: connections (it times out, or drops them) is taken out of the ring.
+FAILURES_BEFORE_DEAD = 3
+
 
 class _Node:
     """One server: a small pool of idle connections and its health."""
@@ -49,6 +53,7 @@ class _Node:
         self.idle: list[Connection] = []
         self.lock = threading.Lock()
         self.dead_until = 0.0
+        self.failures = 0  # failed round trips in a row
         self.last_error = ""
 
     def execute(self, ops: Sequence[Op]) -> list[Any]:
@@ -79,20 +84,30 @@ class _Node:
             conn.close()
 
 
+def _health(node: _Node, now: float) -> str:
+    if node.dead_until > now:
+        return f"down: {node.last_error}"
+    return f"failing: {node.last_error}" if node.failures else "up"
+
+
 class MemcacheStore(Store):
     """memcached through a pipelined text-protocol client.
 
     One server, or a list of them for a cluster: keys are spread by
     rendezvous (consistent) hashing as pymemcache's ``HashClient`` does. A
-    node that fails is taken out of the ring for ``dead_timeout`` seconds
-    (its keys go to the other nodes meanwhile), then retried.
+    node that is down (it refuses connections) is taken out of the ring for
+    ``dead_timeout`` seconds (its keys go to the other nodes meanwhile),
+    then retried. A node that times out may only be slow, as on a busy
+    machine: it keeps its keys, and the ops sent to it fail, until it has
+    failed ``FAILURES_BEFORE_DEAD`` round trips in a row; moving its keys
+    would split their data between two nodes.
 
     :param servers: ``'host:port'``, a comma-separated string of them, or a
         list.
     :param connect_timeout: seconds to wait for a connection.
     :param timeout: seconds to wait for any answer; a server that accepts
         and never answers costs the flusher at most this, never a request.
-    :param dead_timeout: seconds a failed node stays out of the ring.
+    :param dead_timeout: seconds a node that is down stays out of the ring.
 
     >>> store = MemcacheStore(['10.0.0.1:11211', '10.0.0.2:11211'])
     """
@@ -135,11 +150,11 @@ class MemcacheStore(Store):
         return f"memcache {', '.join(self._nodes)}"
 
     def health(self) -> dict[str, str]:
-        """``{server: 'up' | 'down: <last error>'}``, as the flusher last saw."""
+        """``{server: 'up' | 'failing: <last error>' | 'down: <last error>'}``,
+        as the flusher last saw: a failing node keeps its keys, a down one is
+        out of the ring."""
         now = time.monotonic()
-        return {
-            name: ("up" if node.dead_until <= now else f"down: {node.last_error}") for name, node in self._nodes.items()
-        }
+        return {name: _health(node, now) for name, node in self._nodes.items()}
 
     def reset_after_fork(self) -> None:
         # The parent's sockets must never carry the child's commands.
@@ -159,14 +174,21 @@ class MemcacheStore(Store):
                 node.dead_until = 0.0
                 self._ring.add_node(name)
 
-    def _mark_dead(self, node: _Node, error: StoreError) -> None:
+    def _failed(self, node: _Node, error: StoreError) -> None:
+        """Count a failed round trip to ``node``; take it out of the ring
+        when it is down or has failed too often in a row."""
         with self._ring_lock:
+            node.failures += 1
+            node.last_error = str(error)
+            if not isinstance(error, ServerDown) and node.failures < FAILURES_BEFORE_DEAD:
+                if node.failures == 1:
+                    log.warning("samplez: %s; its keys stay on it, retried at the next flush", error)
+                return
             if not node.dead_until:
                 if len(self._nodes) > 1:
                     self._ring.remove_node(node.name)
                 log.warning("samplez: %s; retrying in %.1fs", error, self.dead_timeout)
             node.dead_until = time.monotonic() + self.dead_timeout
-            node.last_error = str(error)
 
     def execute(self, ops: Sequence[Op]) -> tuple[list[Any], int]:
         if not ops:
@@ -206,8 +228,9 @@ class MemcacheStore(Store):
             try:
                 answers = node.execute(ops if whole else [ops[i] for i in indices])
             except StoreError as exc:
-                self._mark_dead(node, exc)
+                self._failed(node, exc)
                 continue
+            node.failures = 0
             if whole:
                 return answers, trips
             for i, answer in zip(indices, answers):

@@ -10,6 +10,7 @@ command.
 from __future__ import annotations
 
 import codecs
+import errno
 import socket
 import time
 from typing import Any, Sequence
@@ -17,7 +18,7 @@ from typing import Any, Sequence
 from ..errors import StoreError
 from .base import REFUSED, RELATIVE_TTL_LIMIT, Op
 
-__all__ = ["Connection", "StaleConnection"]
+__all__ = ["Connection", "ServerDown", "StaleConnection"]
 
 _GET_CHUNK = 100
 _STORE_REPLIES = {b"STORED": True, b"NOT_STORED": False, b"EXISTS": False, b"NOT_FOUND": False}
@@ -35,6 +36,16 @@ class StaleConnection(StoreError):
     """Raised when a reused socket turns out closed before a byte of answer
     came back (the server restarted, or dropped an idle client): the server
     never read the commands, so they are safe to send again on a new one."""
+
+
+class ServerDown(StoreError):
+    """Raised when the server's host refused the connection (nothing
+    listens on the port) or the network has no route to it: the server is
+    down. A timeout is not this: a busy machine answers late too."""
+
+
+#: The errors that say a server is down rather than slow.
+_DOWN = frozenset((errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH))
 
 
 class Connection:
@@ -71,7 +82,8 @@ class Connection:
 
     def execute(self, ops: Sequence[Op]) -> list[Any]:
         """Send every op in one write and read every answer; raise
-        :class:`StoreError` (and drop the socket) on any transport fault."""
+        :class:`StoreError` (and drop the socket) on any transport fault,
+        :class:`ServerDown` when the server is down."""
         payload, plan = _encode(ops)
         reused, self._answered = self._sock is not None, False
         try:
@@ -82,7 +94,8 @@ class Connection:
         except (OSError, ValueError, IndexError) as exc:
             self.close()
             stale = reused and not self._answered and isinstance(exc, ConnectionError)
-            kind = StaleConnection if stale else StoreError
+            down = isinstance(exc, OSError) and exc.errno in _DOWN
+            kind = StaleConnection if stale else ServerDown if down else StoreError
             raise kind(f"memcached {self.host}:{self.port}: {exc or type(exc).__name__}") from exc
 
     # -- reading ---------------------------------------------------------
