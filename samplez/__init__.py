@@ -32,7 +32,9 @@ from .errors import ConfigError, SamplezError, StoreError
 from .metric import Section
 from .middleware import Middleware
 from .registry import unregister
+from .requests import RequestMetrics
 from .reservoir import Config, SampleResult
+from .routes import route
 from .store import MemcacheStore, MemoryStore, Store
 
 __version__ = "0.1.0"
@@ -49,6 +51,7 @@ __all__ = [
     "MemcacheStore",
     "MemoryStore",
     "Middleware",
+    "RequestMetrics",
     "RollingCounter",
     "RollingMax",
     "SampleResult",
@@ -62,6 +65,7 @@ __all__ = [
     "flush",
     "get",
     "get_section",
+    "route",
     "set",
     "unregister",
     *_constants,

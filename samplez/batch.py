@@ -56,13 +56,14 @@ class RequestBatch:
     """One request's ``samplez.set`` calls, until :meth:`close` folds them
     into the process batch."""
 
-    __slots__ = ("values", "counts", "flips", "open")
+    __slots__ = ("values", "counts", "flips", "open", "route")
 
     def __init__(self) -> None:
         self.values: dict[tuple[int, str], Any] = {}  # (slot, key) -> the last value set
         self.counts: list[tuple[int, str, Any]] = []  # counters: every set counts
         self.flips: dict[str, float] = {}  # a key's one coin flip, for configs with rate < 1
         self.open = True
+        self.route: str | None = None  # the endpoint, once named (samplez.route)
 
     def record(self, metrics: tuple[Metric, ...], key: str, value: Any) -> bool:
         """Apply the request rules to one ``set``; False once closed."""

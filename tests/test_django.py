@@ -25,7 +25,7 @@ def application():
             ALLOWED_HOSTS=["localhost", "testserver"],
             ROOT_URLCONF="tests.django_project.urls",
             INSTALLED_APPS=[],
-            MIDDLEWARE=[],
+            MIDDLEWARE=["samplez.routes.DjangoRouteMiddleware"],
             DATABASES={},
             USE_TZ=True,
         )
@@ -75,3 +75,17 @@ def test_the_dashboard_answers_in_front_of_django(site):
     names = {m["name"] for s in page["sections"] for m in s["metrics"]}
     assert {m.name for m in metrics.SITE.metrics} <= names
     site.get("/no/such/page", status=404)  # Django's own 404, not the dashboard's
+
+
+def test_django_requests_are_keyed_by_their_url_pattern(site):
+    from samplez.requests import default_request_metrics
+
+    site.get("/shop/acme/item/1")
+    site.get("/shop/bootic/item/2")
+    site.get("/no/such/page", status=404)
+    samplez.flush()
+    requests = samplez.get(default_request_metrics().requests)
+    assert {key: requests[key].total for key in requests.keys()} == {
+        "GET /shop/<str:account>/item/<int:item>": 2,
+        "GET (unmatched)": 1,
+    }

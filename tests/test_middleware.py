@@ -16,6 +16,13 @@ from samplez.engine import engine
 from tests.conftest import unique_name, wsgi_call
 
 
+def middleware(app, **kwargs):
+    """The middleware without request metrics: these tests count the
+    events of the request batch alone (tests/test_requests.py counts the
+    rest)."""
+    return samplez.Middleware(app, request_metrics=False, **kwargs)
+
+
 def make_app(config, fail=False):
     def app(environ, start_response):
         samplez.set(config, environ["PATH_INFO"], 10)
@@ -34,7 +41,7 @@ def config():
 
 
 def test_each_request_contributes_its_samples(samplez_on, config):
-    app = webtest.TestApp(samplez.Middleware(make_app(config)))
+    app = webtest.TestApp(middleware(make_app(config)))
     for _ in range(3):
         assert app.get("/a").text == "ok"
     result = samplez.get(config)
@@ -42,7 +49,7 @@ def test_each_request_contributes_its_samples(samplez_on, config):
 
 
 def test_a_request_that_raises_still_contributes(samplez_on, config):
-    app = webtest.TestApp(samplez.Middleware(make_app(config, fail=True)))
+    app = webtest.TestApp(middleware(make_app(config, fail=True)))
     with pytest.raises(RuntimeError):
         app.get("/boom")
     samplez.flush()
@@ -50,7 +57,7 @@ def test_a_request_that_raises_still_contributes(samplez_on, config):
 
 
 def test_a_middleware_inside_another_gives_the_thread_back_to_the_outer_request(samplez_on, config):
-    inner = samplez.Middleware(make_app(config), dashboard_path=None)
+    inner = middleware(make_app(config), dashboard_path=None)
 
     def outer_app(environ, start_response):
         samplez.set(config, "outer", 1)
@@ -59,7 +66,7 @@ def test_a_middleware_inside_another_gives_the_thread_back_to_the_outer_request(
         return body
 
     before = batch.current.get()
-    webtest.TestApp(samplez.Middleware(outer_app)).get("/inner")
+    webtest.TestApp(middleware(outer_app)).get("/inner")
     assert batch.current.get() is before
     result = samplez.get(config)
     assert [v for _, v in result.samples("outer")] == [2.0]
@@ -70,7 +77,7 @@ def test_background_mode_does_no_store_work_on_the_request_path(memcached, confi
     # A flush interval far in the future: nothing may reach memcached
     # until the test flushes.
     store = samplez.MemcacheStore(memcached.address)
-    app = webtest.TestApp(samplez.Middleware(make_app(config), store=store, flush_interval=3600))
+    app = webtest.TestApp(middleware(make_app(config), store=store, flush_interval=3600))
     app.get("/x")
     assert engine.pending == 1
     assert samplez.get(config).total_events == 0
@@ -89,7 +96,7 @@ def test_streamed_responses_keep_their_request_batch_until_closed(samplez_on, co
 
         return body()
 
-    webtest.TestApp(samplez.Middleware(app)).get("/")
+    webtest.TestApp(middleware(app)).get("/")
     assert samplez.get(config).count("streamed") == 1
 
 
@@ -104,7 +111,7 @@ def test_streamed_responses_keep_their_request_batch_until_closed(samplez_on, co
 )
 def test_bad_middleware_arguments(kwargs, config):
     with pytest.raises(samplez.ConfigError):
-        samplez.Middleware(make_app(config), **kwargs)
+        middleware(make_app(config), **kwargs)
 
 
 def test_an_open_streamed_response_leaves_the_thread_outside_any_request(samplez_on, config):
@@ -124,7 +131,7 @@ def test_an_open_streamed_response_leaves_the_thread_outside_any_request(samplez
         samplez.set(config, "b", 1)
         return [b"b"]
 
-    wrapped = samplez.Middleware(app, flush="background", flush_interval=3600)  # flushed below
+    wrapped = middleware(app, flush="background", flush_interval=3600)  # flushed below
     before = batch.current.get()
     first = wsgi_call(wrapped, "/a")
     samplez.set(config, "between", 1)  # the thread is outside /a: an event of its own
@@ -153,7 +160,7 @@ def test_a_set_from_a_copy_of_the_request_context_after_the_response_is_an_event
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"list"] if environ["PATH_INFO"] == "/list" else iter([b"streamed"])
 
-    client = webtest.TestApp(samplez.Middleware(app, flush_interval=3600))
+    client = webtest.TestApp(middleware(app, flush_interval=3600))
     assert client.get("/list").text == "list" and client.get("/streamed").text == "streamed"
     for copy in copies:
         late = threading.Thread(target=copy.run, args=(samplez.set, config, "late", 1))
@@ -175,7 +182,7 @@ def test_a_body_closed_in_a_copy_of_the_request_context_still_folds_its_batch(sa
         return body()
 
     def request_then_more():  # in a context of its own, which keeps the closed batch
-        wrapped = samplez.Middleware(app, flush="background", flush_interval=3600)
+        wrapped = middleware(app, flush="background", flush_interval=3600)
         body = wsgi_call(wrapped, "/")
         assert list(body) == [b"x"]
         contextvars.copy_context().run(body.close)  # the token cannot be reset there
@@ -200,7 +207,7 @@ def test_a_middleware_inside_another_with_a_streamed_body_gives_the_thread_back(
 
         return body()
 
-    inner = samplez.Middleware(inner_app, dashboard_path=None)
+    inner = middleware(inner_app, dashboard_path=None)
 
     def outer_app(environ, start_response):
         samplez.set(config, "outer", 1)
@@ -209,7 +216,7 @@ def test_a_middleware_inside_another_with_a_streamed_body_gives_the_thread_back(
         return body
 
     before = batch.current.get()
-    assert webtest.TestApp(samplez.Middleware(outer_app)).get("/").text == "inner"
+    assert webtest.TestApp(middleware(outer_app)).get("/").text == "inner"
     assert batch.current.get() is before
     result = samplez.get(config)
     assert [v for _, v in result.samples("outer")] == [2.0]
@@ -226,7 +233,7 @@ def list_or_streamed_app(config):
 
 
 def test_a_body_never_closed_leaves_later_requests_their_own_batches(samplez_on, config):
-    wrapped = samplez.Middleware(list_or_streamed_app(config), flush="background", flush_interval=3600)
+    wrapped = middleware(list_or_streamed_app(config), flush="background", flush_interval=3600)
 
     def requests():
         leaked = wsgi_call(wrapped, "/streamed")
@@ -259,7 +266,7 @@ def test_a_set_from_a_copy_of_an_earlier_request_context_is_kept(samplez_on, con
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
-    wrapped = samplez.Middleware(app, flush="background", flush_interval=3600)
+    wrapped = middleware(app, flush="background", flush_interval=3600)
     contextvars.Context().run(lambda: (wsgi_call(wrapped, "/first"), wsgi_call(wrapped, "/second")))
     samplez.flush()
     assert samplez.get(config).count("late") == 1
@@ -281,7 +288,7 @@ def test_a_copy_of_an_earlier_request_context_never_writes_into_a_later_request(
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
-    wrapped = samplez.Middleware(app, flush="background", flush_interval=3600)
+    wrapped = middleware(app, flush="background", flush_interval=3600)
     contextvars.Context().run(lambda: (wsgi_call(wrapped, "/first"), wsgi_call(wrapped, "/second")))
     samplez.flush()
     assert sorted(v for _, v in samplez.get(config).samples("k")) == [1.0, 2.0]
@@ -320,9 +327,7 @@ def test_sets_from_a_copied_context_racing_the_fold_count_once_and_raise_nothing
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Body()
 
-    wrapped = samplez.Middleware(
-        app, flush="background", flush_interval=3600, max_pending=1_000_000, max_pending_bytes=2**30
-    )
+    wrapped = middleware(app, flush="background", flush_interval=3600, max_pending=1_000_000, max_pending_bytes=2**30)
     switch = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:

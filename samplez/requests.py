@@ -1,0 +1,113 @@
+"""Request metrics with no code: what the middleware records by itself for
+every request it serves.
+
+Each request is keyed ``"<METHOD> <route>"`` (see :mod:`samplez.routes`)
+and counted four ways, through the request's own batch like any
+``samplez.set``: in ``requests`` (a rolling count), ``statuses`` (a rolling
+count per status code), ``latency`` (a reservoir of durations in ms, from
+the call until the response is closed) and ``slowest`` (a rolling max of
+the same durations). The windows cover an hour in minute buckets and the
+reservoir an hour, so the overview can chart the last hour.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import checks
+from .batch import RequestBatch
+from .counters import RollingCounter, RollingMax
+from .metric import Section
+from .reservoir import Config
+from .routes import UNMATCHED, collapse
+
+__all__ = ["RequestMetrics", "default_request_metrics", "request_key"]
+
+#: Methods counted under their own name; any other is ``OTHER``, so that
+#: made-up methods cannot add keys.
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"))
+SECTION = "Requests"
+
+
+class RequestMetrics:
+    """The metrics the middleware records for every request.
+
+    :param prefix: the start of the four metrics' names (``<prefix>_requests``,
+        ``_statuses``, ``_latency``, ``_slowest``).
+    :param window: seconds the rolling counts and maxima cover, in
+        ``buckets`` buckets.
+    :param period: seconds of one latency reservoir; ``samples`` its size.
+    :param max_keys: endpoints listed per metric; more count under
+        ``(other)``.
+
+    >>> app = samplez.Middleware(app, request_metrics=samplez.RequestMetrics(prefix='http_api'))
+    """
+
+    def __init__(
+        self,
+        prefix: str = "http",
+        window: int = 3600,
+        buckets: int = 60,
+        period: int = 3600,
+        samples: int = 10_000,
+        max_keys: int = 100,
+    ) -> None:
+        checks.name("prefix", prefix)
+        self.requests = RollingCounter(
+            f"{prefix}_requests", window, buckets, max_keys=max_keys, title="Requests by endpoint"
+        )
+        self.statuses = RollingCounter(f"{prefix}_statuses", window, buckets, title="Responses by status")
+        self.latency = Config(
+            f"{prefix}_latency",
+            period=period,
+            samples=samples,
+            by_value=True,
+            max_key_length=200,
+            title="Latency by endpoint",
+            key_name="Endpoint",
+            value_units="ms",
+        )
+        self.slowest = RollingMax(
+            f"{prefix}_slowest", window, buckets, max_keys=max_keys, title="Slowest response by endpoint"
+        )
+        self.section = Section(SECTION, self.requests, self.statuses, self.latency, self.slowest)
+        self._by_key = (self.requests,), (self.latency,), (self.slowest,)
+        self._by_status = (self.statuses,)
+
+    @property
+    def metrics(self) -> tuple[Any, ...]:
+        return self.section.metrics
+
+    def record(self, batch: RequestBatch, key: str, status: str, ms: float) -> None:
+        """Count one request, ``ms`` long, into its batch."""
+        requests, latency, slowest = self._by_key
+        batch.record(requests, key, 1)
+        batch.record(self._by_status, status, 1)
+        batch.record(latency, key, ms)
+        batch.record(slowest, key, ms)
+
+    def __repr__(self) -> str:
+        return f"<RequestMetrics {', '.join(m.name for m in self.metrics)}>"
+
+
+def request_key(method: str, route: str | None, path: str, status: str) -> str:
+    """``"<METHOD> <route>"``: the route a framework or the handler named,
+    else :data:`~samplez.routes.UNMATCHED` for a 404, else the collapsed
+    path."""
+    if method not in METHODS:
+        method = "OTHER"
+    if route is None:
+        route = UNMATCHED if status == "404" else collapse(path or "/")
+    return f"{method} {route}"
+
+
+_default: RequestMetrics | None = None
+
+
+def default_request_metrics() -> RequestMetrics:
+    """The process's one default :class:`RequestMetrics` (every middleware
+    made with ``request_metrics=True`` shares it: names are unique)."""
+    global _default
+    if _default is None:
+        _default = RequestMetrics()
+    return _default
