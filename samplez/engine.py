@@ -30,6 +30,7 @@ from .flush import Context, Event
 from .store.base import Store
 from .store.keys import KeySpace
 from .store.memory import MemoryStore
+from .workers import Heartbeat
 
 __all__ = ["Engine", "FlushSummary", "engine"]
 
@@ -96,6 +97,8 @@ class Engine:
         self._flush_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
+        self.heartbeat = Heartbeat()
+        self.served = 0  # requests this process served, as the middleware counts them
         self.health: dict[str, Any] = {
             "last_flush": None,
             "last_error": None,
@@ -150,6 +153,10 @@ class Engine:
             self._dropped = 0
         return count
 
+    def request_served(self) -> None:
+        with self._lock:
+            self.served += 1
+
     def drop(self, count: int) -> None:
         """Count ``count`` events lost before they reached the batch."""
         with self._lock:
@@ -195,7 +202,7 @@ class Engine:
                 # Woken by configure() or stop(): re-read the interval.
                 self._wake.clear()
                 continue
-            if self._pending or self._dropped:
+            if self._pending or self._dropped or self.heartbeat.due(time.monotonic()):
                 try:
                     self.flush()
                 except Exception:  # never let the flusher die
@@ -208,9 +215,12 @@ class Engine:
                 groups = _flush.group(self._take())
                 dropped, self._dropped = self._dropped, 0
             totals = _flush.FlushTotals()
-            if groups:
+            beat = self.heartbeat.due(time.monotonic())
+            if groups or beat:
                 try:
-                    totals = _flush.run(groups, self.context())
+                    ctx = self.context()
+                    also = [self.heartbeat.plan(ctx, self._stats())] if beat else []
+                    totals = _flush.run(groups, ctx, also)
                 except Exception as exc:
                     log.exception("samplez: flush failed")
                     totals.failed, totals.errors = sum(map(len, groups.values())), totals.errors + 1
@@ -228,6 +238,19 @@ class Engine:
             )
             self._record(summary)
             return summary
+
+    def _stats(self) -> dict[str, Any]:
+        """What this process's heartbeat tells of it."""
+        health = self.health
+        return {
+            "requests": self.served,
+            "pending": len(self._pending),
+            "applied": health["applied"],
+            "dropped": health["dropped"],
+            "errors": health["errors"],
+            "flushes": health["flushes"],
+            "last_flush": health["last_flush"],
+        }
 
     def _record(self, summary: FlushSummary) -> None:
         health = self.health
@@ -254,6 +277,8 @@ class Engine:
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
         self._thread = None
+        self.heartbeat = Heartbeat()
+        self.served = 0
         self.store.reset_after_fork()
 
     def _at_exit(self) -> None:

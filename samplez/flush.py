@@ -73,10 +73,16 @@ def group(events: Sequence[Event]) -> dict[int, list[Event]]:
     return groups
 
 
-def run(groups: Mapping[int, Sequence[Event]], ctx: Context) -> FlushTotals:
-    """Apply ``groups`` (events by slot, from :func:`group`) to ``ctx.store``."""
+def run(groups: Mapping[int, Sequence[Event]], ctx: Context, also: Sequence[Plan] = ()) -> FlushTotals:
+    """Apply ``groups`` (events by slot, from :func:`group`) to ``ctx.store``,
+    with the plans ``also`` (that apply no events) in the same rounds."""
     totals = FlushTotals()
     live: list[tuple[Plan, list[Op], int]] = []
+    for plan in also:
+        try:
+            live.append((plan, next(plan), 0))
+        except StopIteration:
+            pass
     for slot, batch in groups.items():
         metric = metric_at(slot)
         if metric is None:  # dropped by its owner before its events were applied

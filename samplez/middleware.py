@@ -61,6 +61,7 @@ class Response:
             except Exception:
                 log.exception("samplez: recording the request failed")
         self.batch.close()
+        engine.request_served()
         if engine.flush_mode == "request":
             try:
                 engine.flush()

@@ -19,6 +19,8 @@ import pytest
 
 import samplez
 from example_app import metrics
+from samplez import workers
+from samplez.engine import engine
 from samplez.testing import free_port
 from tests.conftest import MemcachedProcess
 from tests.processes import ROOT, environment
@@ -111,6 +113,10 @@ def test_four_workers_count_exactly(memcached):
             time.sleep(0.1)
         assert counted() == (sent, sent)
         assert actives() == 1
+        # Each worker lists itself, with the requests it served.
+        live = workers.read_workers(engine.context())
+        assert len({beat["pid"] for beat in live}) == 4
+        assert 0 < sum(beat["requests"] for beat in live) <= sent
 
 
 def actives() -> int:

@@ -22,6 +22,7 @@ from ..metric import Metric, Section
 from ..registry import registered_metrics, registered_sections
 from ..reservoir import PERIODS, ROW_FIELDS, SampleResult
 from ..store.base import Store
+from ..workers import read_workers
 from .formatting import jsonable
 from .svg import histogram_bins
 
@@ -202,7 +203,7 @@ def key_view(metric: Metric, ctx: Context, key: str, query: Query) -> dict[str, 
 
 
 def health_view(store: Store | None) -> dict[str, Any]:
-    """The flusher's own health and what the store is."""
+    """The flusher's own health, what the store is, and the live workers."""
     store = store if store is not None else engine.store
     flusher = dict(engine.health)
     flusher.update(pending=engine.pending, flush_interval=engine.flush_interval, flush_mode=engine.flush_mode)
@@ -212,9 +213,15 @@ def health_view(store: Store | None) -> dict[str, Any]:
             servers = store.health()  # type: ignore[attr-defined]
         except Exception:
             log.exception("samplez dashboard: store health failed")
+    try:
+        live = read_workers(reader(store))
+    except Exception:
+        log.exception("samplez dashboard: reading the workers failed")
+        live = []
     return {
         "now": time.time(),
         "flusher": jsonable(flusher),
+        "workers": jsonable(live),
         "store": {
             "kind": store.kind,
             "description": store.describe(),
