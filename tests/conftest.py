@@ -18,31 +18,27 @@ from samplez.testing import MemcachedServer
 _names = itertools.count()
 
 
-# The tests' name for samplez's own helper.
-MemcachedProcess = MemcachedServer
-
-
 @pytest.fixture(scope="session")
-def memcached_server() -> Iterator[MemcachedProcess]:
-    server = MemcachedProcess().start()
+def memcached_server() -> Iterator[MemcachedServer]:
+    server = MemcachedServer().start()
     yield server
     server.kill()
 
 
 @pytest.fixture
-def memcached(memcached_server: MemcachedProcess) -> MemcachedProcess:
+def memcached(memcached_server: MemcachedServer) -> MemcachedServer:
     """The session's memcached, emptied for this test."""
     memcached_server.flush_all()
     return memcached_server
 
 
 @pytest.fixture
-def spawn_memcached() -> Iterator[type[MemcachedProcess]]:
+def spawn_memcached() -> Iterator[type[MemcachedServer]]:
     """Start extra memcached processes (for cluster and fault tests)."""
-    started: list[MemcachedProcess] = []
+    started: list[MemcachedServer] = []
 
-    class Tracked(MemcachedProcess):
-        def start(self) -> MemcachedProcess:
+    class Tracked(MemcachedServer):
+        def start(self) -> MemcachedServer:
             started.append(self)
             return super().start()
 
@@ -115,3 +111,17 @@ def wsgi_call(app: Callable[..., Any], path: str) -> Any:
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SERVER_NAME": "x", "SERVER_PORT": "80"}
     environ.update({"wsgi.url_scheme": "http", "wsgi.input": None, "wsgi.errors": sys.stderr})
     return app(environ, lambda status, headers, exc_info=None: None)
+
+
+def every_counter(max_keys: int = 100) -> list[Any]:
+    """One counter of each kind, freshly named (a reservoir is a
+    ``samplez.Config``)."""
+    return [
+        samplez.RollingCounter(unique_name("rolling"), window=60, max_keys=max_keys),
+        samplez.RollingMax(unique_name("max"), window=60, max_keys=max_keys),
+        samplez.SteppedCounter(unique_name("stepped"), step=60, max_keys=max_keys),
+        samplez.UniqueCounter(unique_name("unique"), step=60, max_keys=max_keys),
+        samplez.HyperLogLogCounter(unique_name("hll"), step=60, max_keys=max_keys),
+        samplez.BitmapCounter(unique_name("bitmap"), step=60, max_keys=max_keys),
+        samplez.CalendarCounter(unique_name("calendar"), max_keys=max_keys),
+    ]

@@ -18,7 +18,7 @@ from samplez.engine import engine
 from samplez.flush import Outcome
 from samplez.store.base import REFUSED, UNREACHABLE, delete, set_
 from samplez.store.keys import MAX_COUNT
-from tests.conftest import Clock, unique_name
+from tests.conftest import Clock, every_counter, unique_name
 
 T0 = 1_800_000_000
 
@@ -29,26 +29,14 @@ def flush() -> samplez.FlushSummary:
     return summary
 
 
-def every_kind(max_keys: int = 100) -> list[Counter]:
-    return [
-        samplez.RollingCounter(unique_name("rolling"), window=60, max_keys=max_keys),
-        samplez.RollingMax(unique_name("max"), window=60, max_keys=max_keys),
-        samplez.SteppedCounter(unique_name("stepped"), step=60, max_keys=max_keys),
-        samplez.UniqueCounter(unique_name("unique"), step=60, max_keys=max_keys),
-        samplez.HyperLogLogCounter(unique_name("hll"), step=60, max_keys=max_keys),
-        samplez.BitmapCounter(unique_name("bitmap"), step=60, max_keys=max_keys),
-        samplez.CalendarCounter(unique_name("calendar"), max_keys=max_keys),
-    ]
-
-
 def value_of(result: CounterResult, key: str) -> float:
     return result[key].display_value
 
 
 @pytest.mark.usefixtures("samplez_on")
-@pytest.mark.parametrize("index", range(7), ids=[c.kind for c in every_kind()])
+@pytest.mark.parametrize("index", range(7), ids=[c.kind for c in every_counter()])
 def test_keys_past_max_keys_are_counted_as_other(index: int) -> None:
-    counter = every_kind(max_keys=3)[index]
+    counter = every_counter(max_keys=3)[index]
     for n, key in enumerate(["a", "b", "c", "d", "e", "a"]):
         samplez.set(counter, key, n + 1)
     flush()
@@ -68,9 +56,9 @@ def test_keys_past_max_keys_are_counted_as_other(index: int) -> None:
 
 
 @pytest.mark.usefixtures("samplez_on")
-@pytest.mark.parametrize("index", range(7), ids=[c.kind for c in every_kind()])
+@pytest.mark.parametrize("index", range(7), ids=[c.kind for c in every_counter()])
 def test_a_key_reads_its_own_data_when_the_index_is_gone(index: int, clock: Clock) -> None:
-    counter = every_kind()[index]
+    counter = every_counter()[index]
     samplez.set(counter, "kept", 3)
     flush()
     before = value_of(samplez.get(counter), "kept")
@@ -85,9 +73,9 @@ def test_a_key_reads_its_own_data_when_the_index_is_gone(index: int, clock: Cloc
 
 
 @pytest.mark.usefixtures("samplez_on")
-@pytest.mark.parametrize("index", range(7), ids=[c.kind for c in every_kind()])
+@pytest.mark.parametrize("index", range(7), ids=[c.kind for c in every_counter()])
 def test_garbage_bytes_are_skipped_and_writes_recover(index: int, request: pytest.FixtureRequest, clock: Clock) -> None:
-    counter = every_kind()[index]
+    counter = every_counter()[index]
     samplez.set(counter, "k", 2)
     flush()
     prefix = engine.context().space.key(counter.name)
@@ -112,7 +100,7 @@ def test_garbage_bytes_are_skipped_and_writes_recover(index: int, request: pytes
 
 @pytest.mark.usefixtures("samplez_on")
 def test_one_flush_of_every_kind_and_reservoirs_takes_at_most_3_round_trips() -> None:
-    counters = every_kind()
+    counters = every_counter()
     config = samplez.Config(unique_name("res"), period=60, samples=100, by_value=True)
     section = samplez.Section("all", *counters, config)
     for round_ in range(3):
@@ -125,7 +113,7 @@ def test_one_flush_of_every_kind_and_reservoirs_takes_at_most_3_round_trips() ->
 
 @pytest.mark.usefixtures("samplez_on")
 def test_results_hold_the_dashboard_contract() -> None:
-    for counter in every_kind():
+    for counter in every_counter():
         for key, value in (("big", 9), ("small", 1), ("big", 2)):
             samplez.set(counter, key, value)
         flush()

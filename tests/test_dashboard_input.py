@@ -85,7 +85,28 @@ BAD_REQUESTS = [
     pytest.param("/config/<script>alert(1)</script>", 404, id="script-in-path"),
     pytest.param("/static/../setup.cfg", 404, id="path-traversal"),
     pytest.param("/static/base.html", 404, id="template-not-static"),
+    pytest.param("/?limit=%2B5", 400, id="limit-plus-sign"),
+    pytest.param("/?limit=%205", 400, id="limit-leading-space"),
+    pytest.param("/?limit=1e3", 400, id="limit-exponent"),
+    pytest.param("/?period=", 400, id="period-empty"),
+    pytest.param("/config/{cfg}/key?key=k&format=json&sort=%00", 400, id="sort-nul-json"),
+    pytest.param("/config/{cfg}?format=json&limit=0", 400, id="limit-zero-json"),
 ]
+
+#: Odd but harmless: answered as usual.
+ODD_REQUESTS = [
+    pytest.param("/?q=%FF%FE", id="unknown-param-invalid-utf8"),
+    pytest.param("/?" + "a=b&" * 2500, id="10kb-query-string"),
+    pytest.param("/config/{cfg}/key?key=%FF%FE", id="key-invalid-utf8"),
+    pytest.param("/api/stats/track/all/{cal}/1970/1/1/0", id="epoch-hour"),
+]
+
+
+@pytest.mark.parametrize("url", ODD_REQUESTS)
+def test_odd_but_harmless_requests_are_answered(app, metrics, url):
+    config, calendar, _ = metrics
+    response = app.get(url.format(cfg=config.name, cal=calendar.name))
+    assert response.status_int == 200 and "Traceback" not in response.text
 
 
 @pytest.mark.parametrize("url, status", BAD_REQUESTS)
@@ -181,6 +202,14 @@ def test_calendar_api_answers_the_counts(app, metrics):
         pytest.param("all/{cal}/10000", id="year-10000"),
         pytest.param("all/{cal}/two", id="year-word"),
         pytest.param("all/{cal}/2026/%D9%A1", id="unicode-digit"),
+        pytest.param("all/{cal}/2026.0", id="year-decimal"),
+        pytest.param("all/{cal}/2026/%2B2", id="month-plus-sign"),
+        pytest.param("all/{cal}/2026/%202", id="month-space"),
+        pytest.param("all/{cal}/" + "0" * 1000 + "2026", id="year-1000-zeros"),
+        pytest.param("all/{cal}/99999999999999999999999", id="year-huge"),
+        pytest.param("all/{cal}/2026/1/1/-0", id="hour-minus-zero"),
+        pytest.param("all/{cal}/2026/00", id="month-00"),
+        pytest.param("%FF/{cal}/2026", id="key-invalid-utf8"),
         pytest.param("all/{cal}/2026/1/1/1/1", id="too-deep"),
         pytest.param("nobody/{cal}/2026", id="unknown-key"),
         pytest.param("all/nope/2026", id="unknown-counter"),

@@ -27,7 +27,8 @@ from samplez.engine import engine
 from samplez.reservoir.sampling import encode_sample
 from samplez.store import base as ops
 from samplez.store.keys import FORMAT_VERSION
-from tests.conftest import Clock, MemcachedProcess, unique_name, wsgi_call
+from samplez.testing import MemcachedServer
+from tests.conftest import Clock, every_counter, unique_name, wsgi_call
 from tests.proxy import Proxy
 
 DEADLINE = 10.0  # seconds: a bound for polling, never a measured figure
@@ -61,7 +62,7 @@ def hit(app: webtest.TestApp, path: str, times: int) -> list[int]:
     return [app.get(path).status_int for _ in range(times)]
 
 
-def stat(server: MemcachedProcess, name: str) -> int:
+def stat(server: MemcachedServer, name: str) -> int:
     with socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
         sock.sendall(b"stats\r\n")
         data = b""
@@ -222,7 +223,7 @@ def test_server_that_never_answers(spawn_memcached, fixed_clock, caplog):
 # -- a three-node cluster loses a node -------------------------------------------
 
 
-def node_items(server: MemcachedProcess, keys: list[str]) -> dict[str, bytes]:
+def node_items(server: MemcachedServer, keys: list[str]) -> dict[str, bytes]:
     # A read that times out comes back empty: on a loaded machine the
     # default half second read a live node's keys as missing.
     return samplez.MemcacheStore(server.address, connect_timeout=5, timeout=5).get_many(keys)
@@ -366,20 +367,23 @@ def test_pending_samples_are_flushed_at_interpreter_exit(memcached):
 # -- garbage under every key of every kind, dashboard included ------------------------
 
 
-def every_kind() -> list[tuple[samplez.Metric, Callable[[int], Any], Callable[[Any], bool]]]:
-    """One metric of each kind, the values to feed it and a check that a
-    fresh write to the key ``'k'`` reads back."""
-    name = unique_name("junk")
-    return [
-        (samplez.Config(name + "_r", period=3600, samples=50, by_value=True), lambda i: i, None),
-        (samplez.RollingCounter(name + "_c", window=60), lambda i: 1, lambda r: r["k"].total == 5),
-        (samplez.RollingMax(name + "_m", window=60), lambda i: float(i), lambda r: r["k"].max == 5000.0),
-        (samplez.SteppedCounter(name + "_s", step=60), lambda i: 1, lambda r: r["k"].value == 5),
-        (samplez.UniqueCounter(name + "_u", step=60), lambda i: f"user{i}", lambda r: r["k"].value >= 1),
-        (samplez.HyperLogLogCounter(name + "_h", step=60), lambda i: f"user{i}", lambda r: r["k"].value >= 1),
-        (samplez.BitmapCounter(name + "_b", step=60), lambda i: i, lambda r: r["k"].contains(5000)),
-        (samplez.CalendarCounter(name + "_y"), lambda i: 1, lambda r: r["k"].hour == 5),
-    ]
+#: Per counter kind: the values to feed it, and a check that a fresh write
+#: to the key ``'k'`` (5 of them, the last of value 5000) reads back.
+FEEDS: dict[str, tuple[Callable[[int], Any], Callable[[Any], bool]]] = {
+    "rolling": (lambda i: 1, lambda r: r["k"].total == 5),
+    "rolling_max": (lambda i: float(i), lambda r: r["k"].max == 5000.0),
+    "stepped": (lambda i: 1, lambda r: r["k"].value == 5),
+    "unique": (lambda i: f"user{i}", lambda r: r["k"].value >= 1),
+    "hll": (lambda i: f"user{i}", lambda r: r["k"].value >= 1),
+    "bitmap": (lambda i: i, lambda r: r["k"].contains(5000)),
+    "calendar": (lambda i: 1, lambda r: r["k"].hour == 5),
+}
+
+
+def every_kind() -> list[tuple[samplez.Metric, Callable[[int], Any], Callable[[Any], bool] | None]]:
+    """One metric of each kind, the values to feed it and its check."""
+    reservoir = samplez.Config(unique_name("junk_r"), period=3600, samples=50, by_value=True)
+    return [(reservoir, lambda i: i, None), *((c, *FEEDS[c.kind]) for c in every_counter())]
 
 
 @pytest.mark.parametrize("junk", JUNK)

@@ -21,8 +21,7 @@ import samplez
 from example_app import metrics
 from samplez import workers
 from samplez.engine import engine
-from samplez.testing import free_port
-from tests.conftest import MemcachedProcess
+from samplez.testing import MemcachedServer, free_port
 from tests.processes import ROOT, environment
 
 pytestmark = pytest.mark.slow
@@ -33,7 +32,7 @@ WORKERS, CLIENTS = 4, 4
 
 
 @contextlib.contextmanager
-def gunicorn(memcached: MemcachedProcess, *args: str) -> Iterator[tuple[int, subprocess.Popen]]:
+def gunicorn(memcached: MemcachedServer, *args: str) -> Iterator[tuple[int, subprocess.Popen]]:
     """gunicorn serving the demo on a free port; SIGTERM'd and waited for
     on the way out."""
     port = free_port()

@@ -18,7 +18,8 @@ import webtest
 
 import samplez
 from samplez.store import base as ops
-from tests.conftest import MemcachedProcess, unique_name
+from samplez.testing import MemcachedServer
+from tests.conftest import unique_name
 from tests.proxy import Proxy
 
 HOSTILE_KEYS = [
@@ -40,7 +41,7 @@ COMMANDS = {b"get", b"gets", b"set", b"add", b"cas", b"incr", b"decr", b"touch",
 
 
 @pytest.fixture
-def proxy(memcached: MemcachedProcess) -> Iterator[Proxy]:
+def proxy(memcached: MemcachedServer) -> Iterator[Proxy]:
     proxy = Proxy(memcached.port)
     yield proxy
     proxy.close()
@@ -68,7 +69,7 @@ def parse_commands(stream: bytes) -> list[tuple[bytes, list[bytes]]]:
     return commands
 
 
-def raw_get(server: MemcachedProcess, key: bytes) -> bytes:
+def raw_get(server: MemcachedServer, key: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
         sock.sendall(b"get " + key + b"\r\n")
         data = b""

@@ -12,7 +12,7 @@ import samplez
 from samplez.store import base as ops
 from samplez.store.base import REFUSED, UNREACHABLE
 from samplez.store.memcache import FAILURES_BEFORE_DEAD
-from tests.conftest import MemcachedProcess
+from samplez.testing import MemcachedServer
 from tests.proxy import Proxy
 
 
@@ -201,7 +201,7 @@ def test_a_node_that_never_accepts_leaves_the_ring_after_failing_in_a_row(spawn_
 
 
 def test_a_node_that_refuses_connections_leaves_the_ring_at_once(spawn_memcached):
-    nodes: list[MemcachedProcess] = [spawn_memcached().start() for _ in range(3)]
+    nodes: list[MemcachedServer] = [spawn_memcached().start() for _ in range(3)]
     servers = [node.address for node in nodes]
     keys = [f"t:k{i}" for i in range(90)]
     owned = owners(servers, keys)
