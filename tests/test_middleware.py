@@ -250,28 +250,6 @@ def test_a_body_never_closed_leaves_later_requests_their_own_batches(samplez_on,
     assert result.count("/list") == 2 and result.count("outside") == 1
 
 
-def test_a_set_from_a_copy_of_an_earlier_request_context_is_kept(samplez_on, config):
-    # A thread with a copy of an earlier request's context shares that
-    # context's batch: a value it sets while a later request runs joins that
-    # request's batch; none is lost.
-    copies = []
-
-    def app(environ, start_response):
-        if environ["PATH_INFO"] == "/first":
-            copies.append(contextvars.copy_context())
-        else:
-            late = threading.Thread(target=copies[0].run, args=(samplez.set, config, "late", 1))
-            late.start()
-            late.join()
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"ok"]
-
-    wrapped = middleware(app, flush="background", flush_interval=3600)
-    contextvars.Context().run(lambda: (wsgi_call(wrapped, "/first"), wsgi_call(wrapped, "/second")))
-    samplez.flush()
-    assert samplez.get(config).count("late") == 1
-
-
 def test_a_copy_of_an_earlier_request_context_never_writes_into_a_later_request(samplez_on, config):
     # The copy holds the first request's batch, closed by then: its value is
     # an event of its own and cannot replace the second request's value.
