@@ -30,8 +30,8 @@ XSS = "<img src=x onerror=alert(1)>"
 
 
 def test_only_a_dashboard_made_loads_jinja2_and_werkzeug() -> None:
-    # Loaded lazily, and with no module __getattr__ doing it: one would keep
-    # CPython from specializing every samplez.set lookup in a handler.
+    # Loaded by the first Dashboard made, not by a module __getattr__ (which
+    # would slow every attribute lookup on samplez): import samplez stays light.
     script = (
         "import sys, samplez\n"
         "print(hasattr(samplez, '__getattr__'), 'jinja2' in sys.modules, 'werkzeug' in sys.modules)\n"

@@ -1,4 +1,4 @@
-"""SPEC §5 against real failures: memcached processes killed and restarted,
+"""Reliability against real failures: memcached processes killed and restarted,
 a server that never answers, a cluster losing a node, a full memcache,
 garbage under our keys, pending samples at interpreter exit, and servers
 that never close a response. (SIGTERM under gunicorn: tests/test_gunicorn.py.)

@@ -1,5 +1,5 @@
 """Memcache round trips: none on the request path, at most three per flush
-whatever the number of configs and events (SPEC §4).
+whatever the number of configs and events.
 
 Round trips are counted twice: by ``FlushSummary.round_trips`` and, to
 check that figure, by counting the writes on the real sockets.

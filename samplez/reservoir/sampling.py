@@ -104,8 +104,7 @@ def _by_period(events: Sequence[Event], period: int) -> Mapping[int, Sequence[Ev
 def apply(config: Config, events: Sequence[Event], ctx: Context) -> Plan:
     space, name, samples, ttl, period = ctx.space, config.name, config.samples, config.ttl, config.period
     # Events stay as they came; only those that land in a slot are
-    # normalized and encoded (the flusher's hot loop, profiled in
-    # bench/bench_flush.py).
+    # normalized and encoded: most events of a busy period never do.
     periods = _by_period(events, period)
 
     ops = []
