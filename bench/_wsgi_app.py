@@ -30,6 +30,9 @@ their multi-threaded paths on every syscall and lock).
 ``BENCH_APP=flask`` serves the same page from a Flask view instead of a
 raw WSGI function (the stack samplez's users run); ``BENCH_APP=page``
 serves a Flask view that renders a 50-row listing from a Jinja2 template.
+With either, ``peer`` serves the bare Flask app instrumented by the peer a
+user would pick instead of samplez: prometheus_flask_exporter's default
+instrumentation, ``PrometheusMetrics(app)``.
 ``SAMPLEZ_MEMCACHE`` names the memcached to use.
 """
 
@@ -42,7 +45,7 @@ from typing import Any
 import samplez
 
 MODE = os.environ.get("BENCH_MODE", "bare")
-BARE = ("bare", "bare_thread")
+BARE = ("bare", "bare_thread", "peer")
 
 LATENCY = samplez.Config("tp_latency", period=300, samples=10_000, by_value=True, value_units="ms")
 POPULAR = samplez.Config("tp_popular", period=600, samples=10_000, by_value=True)
@@ -74,7 +77,10 @@ PAGE = """<!doctype html><title>Item {{ item }}</title>
 ROWS = [{"name": f"product <{i}>", "price": i * 1.25} for i in range(50)]
 
 
-def flask_app(sample: bool, page: bool = False) -> Any:
+def flask_app(sample: bool, page: bool = False, peer: bool = False) -> Any:
+    """The Flask app: its view makes the 3 ``set`` calls if ``sample``;
+    ``peer`` instruments it with ``PrometheusMetrics(app)``, on a registry
+    of its own so that several apps can be built in one process."""
     from flask import Flask, render_template, request
     from jinja2 import DictLoader
 
@@ -84,10 +90,7 @@ def flask_app(sample: bool, page: bool = False) -> Any:
     @site.route("/item/<int:item>")
     def item(item: int) -> Any:
         # Every mode reads the path, as a view that logs or routes by it
-        # does: the bare and the wrapped app do the same work but samplez's.
-        # Through Flask's proxy this read costs ~5x what the three sets and
-        # their fold do (docs/PERFORMANCE.md), which the comparison charged
-        # to samplez while only the wrapped view made it.
+        # does, so the apps differ only by what samplez or the peer adds.
         path = request.path
         if sample:
             samplez.set(LATENCY, path, 1.5)
@@ -97,6 +100,11 @@ def flask_app(sample: bool, page: bool = False) -> Any:
             return render_template("item.html", item=item, rows=ROWS)
         return BODY, 200, {"Content-Type": "text/plain"}
 
+    if peer:
+        from prometheus_client import CollectorRegistry
+        from prometheus_flask_exporter import PrometheusMetrics
+
+        PrometheusMetrics(site, registry=CollectorRegistry())
     return site
 
 
@@ -138,7 +146,9 @@ if MODE == "bare_thread":  # an idle thread beside the app, as the flusher is be
     threading.Thread(target=threading.Event().wait, name="idle", daemon=True).start()
 
 if os.environ.get("BENCH_APP") in ("flask", "page"):
-    site = flask_app(sample=MODE not in (*BARE, "stage_middleware"), page=os.environ["BENCH_APP"] == "page")
+    site = flask_app(
+        sample=MODE not in (*BARE, "stage_middleware"), page=os.environ["BENCH_APP"] == "page", peer=MODE == "peer"
+    )
     if MODE not in BARE:
         store = samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"])
         site.wsgi_app = samplez.Middleware(  # type: ignore[method-assign]
@@ -157,6 +167,8 @@ elif MODE == "burn_close":
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         return _BurnOnClose(bare(environ, start_response))
 
+elif MODE == "peer":
+    raise RuntimeError("BENCH_MODE=peer instruments a Flask app: set BENCH_APP=flask or page")
 elif MODE in BARE:
     app = bare
 elif MODE == "stage_middleware":
