@@ -45,6 +45,20 @@ def median_interval(values: list[float], draws: int = 2000) -> tuple[float, floa
     return medians[int(draws * 0.025)], medians[int(draws * 0.975) - 1]
 
 
+def ratio_interval(numerators: list[float], denominators: list[float], draws: int = 2000) -> tuple[float, float]:
+    """A 95 % bootstrap interval for ``median(numerators) /
+    median(denominators)``, two figures measured once per round: rounds are
+    resampled whole, so what a round's noise gives both stays paired."""
+    rng = random.Random(0)
+    rounds = list(zip(numerators, denominators))
+    ratios = []
+    for _ in range(draws):
+        sample = rng.choices(rounds, k=len(rounds))
+        ratios.append(statistics.median(n for n, _ in sample) / statistics.median(d for _, d in sample))
+    ratios.sort()
+    return ratios[int(draws * 0.025)], ratios[int(draws * 0.975) - 1]
+
+
 def spread(values: list[float]) -> dict[str, float]:
     """Median, min and max of repeated measurements."""
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}

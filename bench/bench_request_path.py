@@ -1,31 +1,49 @@
-"""The request path in-process: ``samplez.set`` per call, and the
-middleware's overhead per request, each beside prometheus_client's
-``Counter.inc`` measured in the same run.
+"""The request path in-process, each figure beside the peer a user would
+pick instead, measured in the same run.
 
-    .venv/bin/python bench/bench_request_path.py [--repeats 15]
+    .venv/bin/python bench/bench_request_path.py [--rounds 30] [--requests 3000]
 
-Figures (SPEC §4): ``set`` <= 2 µs per call (<= 3x Counter.inc); middleware
-overhead with 3 ``set`` calls per request <= 15 µs over the bare app
-(<= 25x Counter.inc). The middleware runs against a real memcached with
-its background flusher, as in production; every figure is the median of
-``--repeats`` runs, bare and wrapped alternated.
+* ``samplez.set`` per call, inside a request (``batch.begin``/``end``) and
+  outside one, beside prometheus_client's ``Counter.inc``.
+* Everything samplez adds to a Flask hello-world request (the middleware,
+  3 ``set`` calls, the fold into the process batch and the request's share
+  of the flush to a real memcached), beside what prometheus_flask_exporter's
+  default instrumentation, ``PrometheusMetrics(app)``, adds to the same app.
+
+Figures (SPEC §4): ``set`` in a request <= 1x ``Counter.inc``; samplez's
+addition <= 0.5x the peer's (aim: 0.33x).
+
+The three Flask apps of ``_wsgi_app.flask_app`` (bare; samplez's
+``Middleware`` with a view making 3 ``set`` calls; ``PrometheusMetrics``)
+are called as WSGI callables, each response iterated and closed as a server
+does, and served in turn in every round, their order rotating. CPU per
+request is ``time.process_time()`` over a round of ``--requests``
+requests, which counts every thread of the process: samplez's round ends
+with a ``samplez.flush()`` inside its timed span, so the flush of the
+round's events (and any the background flusher made during it) is charged
+to its requests; memcached's own CPU is not. What an app adds is its time
+minus the bare app's in the same round; every figure is the median over
+rounds with its 95 % bootstrap interval, the ratio's resampling rounds
+whole.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
+from typing import Any, Callable
 
-from _common import Memcached, spread, verdict, write_results
+from _common import Memcached, median_interval, ratio_interval, spread, verdict, write_results
+from _wsgi_app import flask_app
 from prometheus_client import CollectorRegistry, Counter
+from werkzeug.test import EnvironBuilder
 
 import samplez
 from samplez import batch
 from samplez.engine import engine
 
 SET_CALLS = 20_000
-REQUESTS = 20_000
+PATHS = 64
 
 
 def bench_counter_inc(calls: int) -> float:
@@ -37,149 +55,153 @@ def bench_counter_inc(calls: int) -> float:
     return time.perf_counter() - start
 
 
-def bench_set_in_request(config: samplez.Config, keys: list[str]) -> Any:
-    def run(calls: int) -> float:
-        set_ = samplez.set
-        token = batch.begin()
-        start = time.perf_counter()
-        for i in range(calls):
-            set_(config, keys[i & 63], 12.5)
-        elapsed = time.perf_counter() - start
-        batch.current.reset(token)  # drop the batch: only the set calls are timed
-        return elapsed
-
-    return run
+def bench_set_in_request(config: samplez.Config, keys: list[str], calls: int) -> float:
+    set_ = samplez.set
+    token = batch.begin()
+    start = time.perf_counter()
+    for i in range(calls):
+        set_(config, keys[i & 63], 12.5)
+    elapsed = time.perf_counter() - start
+    batch.end(token)
+    engine.clear()  # only the set calls are timed
+    return elapsed
 
 
-def bench_set_outside(config: samplez.Config, keys: list[str]) -> Any:
-    def run(calls: int) -> float:
-        set_ = samplez.set
-        start = time.perf_counter()
-        for i in range(calls):
-            set_(config, keys[i & 63], 12.5)
-        elapsed = time.perf_counter() - start
-        engine.clear()
-        return elapsed
-
-    return run
+def bench_set_outside(config: samplez.Config, keys: list[str], calls: int) -> float:
+    set_ = samplez.set
+    start = time.perf_counter()
+    for i in range(calls):
+        set_(config, keys[i & 63], 12.5)
+    elapsed = time.perf_counter() - start
+    engine.clear()
+    return elapsed
 
 
-def bare_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
-    return [b"ok"]
+def set_figures(repeats: int) -> dict[str, Any]:
+    """``samplez.set`` and ``Counter.inc`` per call (µs), alternated."""
+    keys = [f"/item/{i}" for i in range(64)]
+    config = samplez.Config("bench_set", period=60, samples=10_000, by_value=True)
+    inc, in_request, outside = [], [], []
+    samplez.configure(flush="request", max_pending=10 * SET_CALLS)  # no flusher thread here
+    for _ in range(repeats):
+        inc.append(bench_counter_inc(SET_CALLS) / SET_CALLS * 1e6)
+        in_request.append(bench_set_in_request(config, keys, SET_CALLS) / SET_CALLS * 1e6)
+        outside.append(bench_set_outside(config, keys, SET_CALLS) / SET_CALLS * 1e6)
+    return {
+        "counter_inc_us": spread(inc),
+        "set_in_request_us": spread(in_request),
+        "set_outside_request_us": spread(outside),
+        "set_in_request_x_counter_inc": ratio_of_medians(in_request, inc),
+        "set_outside_x_counter_inc": ratio_of_medians(outside, inc),
+    }
 
 
-def sampling_app(configs: tuple[samplez.Config, samplez.Config, samplez.Config]) -> Any:
-    """The bare app plus 3 ``samplez.set`` calls, as a handler would make."""
-    latency, popular, status = configs
-
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        path = environ["PATH_INFO"]
-        samplez.set(latency, path, 3.2)
-        samplez.set(popular, path)
-        samplez.set(status, "200")
-        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
-        return [b"ok"]
-
-    return app
+def ratio_of_medians(numerators: list[float], denominators: list[float]) -> dict[str, Any]:
+    value = spread(numerators)["median"] / spread(denominators)["median"]
+    return {"ratio": value, "interval_95": ratio_interval(numerators, denominators)}
 
 
-def serve(app: Any, requests: int) -> float:
-    """Call a WSGI app ``requests`` times in-process, iterating and closing
-    each response as a server does."""
-    environs = [{"REQUEST_METHOD": "GET", "PATH_INFO": f"/item/{i}", "wsgi.url_scheme": "http"} for i in range(64)]
+def environs() -> list[dict[str, Any]]:
+    """One WSGI environ per path, as a server builds them."""
+    return [EnvironBuilder(path=f"/item/{i}").get_environ() for i in range(PATHS)]
+
+
+def serve(app: Callable[..., Any], requests: int, after: Callable[[], Any] | None = None) -> float:
+    """CPU seconds (every thread of the process) to call the WSGI ``app``
+    ``requests`` times, iterating and closing each body, then ``after()``."""
+    envs = environs()
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
         return None
 
-    start = time.perf_counter()
+    start = time.process_time()
     for i in range(requests):
-        body = app(environs[i & 63], start_response)
+        body = app(dict(envs[i % PATHS]), start_response)
         for _ in body:
             pass
         close = getattr(body, "close", None)
         if close is not None:
             close()
-    return time.perf_counter() - start
+    if after is not None:
+        after()
+    return time.process_time() - start
+
+
+def flask_figures(rounds: int, requests: int, memcache: str) -> dict[str, Any]:
+    """CPU µs per request of the bare, samplez and peer Flask apps, and
+    what the two add, one figure of each per round."""
+    wrapped = flask_app(sample=True)
+    wrapped.wsgi_app = samplez.Middleware(  # type: ignore[method-assign]
+        wrapped.wsgi_app, store=samplez.MemcacheStore(memcache), flush="background", max_pending=100_000
+    )
+    apps = {"bare": flask_app(sample=False), "samplez": wrapped, "peer": flask_app(sample=False, peer=True)}
+    after = {"samplez": samplez.flush}
+    for name, app in apps.items():  # warm up: imports, connections, the flusher thread, label children
+        serve(app, 2_000, after.get(name))
+    us: dict[str, list[float]] = {name: [] for name in apps}
+    names = list(apps)
+    for r in range(rounds):
+        for name in names[r % 3 :] + names[: r % 3]:
+            us[name].append(serve(apps[name], requests, after.get(name)) / requests * 1e6)
+    samplez_added = [s - b for s, b in zip(us["samplez"], us["bare"])]
+    peer_added = [p - b for p, b in zip(us["peer"], us["bare"])]
+    figures: dict[str, Any] = {f"flask_{name}_us": with_interval(values) for name, values in us.items()}
+    figures["samplez_added_us"] = with_interval(samplez_added)
+    figures["peer_added_us"] = with_interval(peer_added)
+    figures["samplez_x_peer"] = ratio_of_medians(samplez_added, peer_added)
+    figures["requests_per_round"] = requests
+    figures["sets_per_request"] = 3
+    figures["per_round_us"] = us
+    health = dict(engine.health)
+    figures["flusher"] = {k: health[k] for k in ("flushes", "applied", "dropped", "errors", "round_trips")}
+    return figures
+
+
+def with_interval(values: list[float]) -> dict[str, Any]:
+    return {**spread(values), "interval_95": median_interval(values)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=15, help="runs of the set/Counter.inc figures")
+    parser.add_argument("--rounds", type=int, default=30, help="rounds of the three Flask apps")
+    parser.add_argument("--requests", type=int, default=3_000, help="requests per app per round")
     args = parser.parse_args()
-    us = 1e6
-    keys = [f"/item/{i}" for i in range(64)]
-    config = samplez.Config("bench_set", period=60, samples=10_000, by_value=True)
-    configs = (
-        samplez.Config("bench_latency", period=300, samples=10_000, by_value=True, value_units="ms"),
-        samplez.Config("bench_popular", period=600, samples=10_000, by_value=True),
-        samplez.Config("bench_status", period=60, samples=1_000, by_value=True),
-    )
 
-    inc, in_request, outside = [], [], []
-    samplez.configure(flush="request", max_pending=10 * SET_CALLS)  # no flusher thread for the micro figures
-    for _ in range(args.repeats):
-        inc.append(bench_counter_inc(SET_CALLS) / SET_CALLS * us)
-        in_request.append(bench_set_in_request(config, keys)(SET_CALLS) / SET_CALLS * us)
-        outside.append(bench_set_outside(config, keys)(SET_CALLS) / SET_CALLS * us)
-    inc_us = spread(inc)["median"]
-
+    figures = set_figures(args.repeats)
     with Memcached() as server:
-        store = samplez.MemcacheStore(server.address)
-        wrapped = samplez.Middleware(sampling_app(configs), store=store, flush="background", max_pending=100_000)
-        serve(wrapped, 2_000)  # warm up: connections, the flusher thread
-        bare_us, wrapped_us, overhead_us = [], [], []
-        for _ in range(args.repeats):
-            b = serve(bare_app, REQUESTS) / REQUESTS * us
-            w = serve(wrapped, REQUESTS) / REQUESTS * us
-            bare_us.append(b)
-            wrapped_us.append(w)
-            overhead_us.append(w - b)
-            # Drain between runs (untimed): 20,000 requests in-process outrun
-            # one flush interval, and an overflow would drop events.
-            samplez.flush()
-        # CPU per request including the flusher's share (process time counts
-        # every thread): what the middleware costs a busy worker in total.
-        cpu_us = []
-        for _ in range(max(3, args.repeats // 3)):
-            samplez.flush()
-            start = time.process_time()
-            serve(wrapped, REQUESTS)
-            samplez.flush()
-            cpu_us.append((time.process_time() - start) / REQUESTS * us)
-        summary = samplez.flush()
-        health = dict(engine.health)
+        figures.update(flask_figures(args.rounds, args.requests, server.address))
         engine.stop()
 
-    figures = {
-        "counter_inc_us": spread(inc),
-        "set_in_request_us": spread(in_request),
-        "set_outside_request_us": spread(outside),
-        "set_in_request_x_counter_inc": spread(in_request)["median"] / inc_us,
-        "set_outside_x_counter_inc": spread(outside)["median"] / inc_us,
-        "bare_app_us": spread(bare_us),
-        "wrapped_app_us": spread(wrapped_us),
-        "middleware_overhead_us": spread(overhead_us),
-        "middleware_overhead_x_counter_inc": spread(overhead_us)["median"] / inc_us,
-        "wrapped_cpu_us_incl_flush": spread(cpu_us),
-        "wrapped_x_bare_app_time": spread(wrapped_us)["median"] / spread(bare_us)["median"],
-        "sets_per_request": 3,
-        "flusher": {k: health[k] for k in ("flushes", "applied", "dropped", "errors", "round_trips")},
-        "last_flush_round_trips": summary.round_trips,
+    inc = figures["counter_inc_us"]["median"]
+    print(f"prometheus Counter.inc               {inc:.3f} µs")
+    for name, label in (("in_request", "in a request"), ("outside", "outside a request")):
+        s = figures[f"set_{name}_us" if name == "in_request" else "set_outside_request_us"]["median"]
+        x = figures[f"set_{name}_x_counter_inc"]
+        lo, hi = x["interval_95"]
+        target = f"[{verdict(x['ratio'], 1)} <= 1x]" if name == "in_request" else ""
+        print(f"samplez.set {label:24s} {s:.3f} µs  {x['ratio']:.2f}x inc (95 % {lo:.2f}-{hi:.2f})  {target}")
+    print(f"Flask hello-world, CPU per request ({args.rounds} rounds of {args.requests}):")
+    rows = {
+        "flask_bare_us": "bare",
+        "flask_samplez_us": "samplez, 3 sets, flush included",
+        "flask_peer_us": "PrometheusMetrics",
+        "samplez_added_us": "samplez adds",
+        "peer_added_us": "prometheus_flask_exporter adds",
     }
-    m: dict[str, Any] = {k: v["median"] if isinstance(v, dict) and "median" in v else v for k, v in figures.items()}
-    print(f"prometheus Counter.inc          {m['counter_inc_us']:.3f} µs")
-    s_in, s_out = m["set_in_request_us"], m["set_outside_request_us"]
-    x_in, x_out = m["set_in_request_x_counter_inc"], m["set_outside_x_counter_inc"]
-    print(f"samplez.set in a request        {s_in:.3f} µs  ({x_in:.2f}x inc)  [{verdict(s_in, 2)} <= 2 µs]")
-    print(f"samplez.set outside a request   {s_out:.3f} µs  ({x_out:.2f}x inc)  [{verdict(s_out, 2)} <= 2 µs]")
-    print(f"bare app per request            {m['bare_app_us']:.2f} µs")
-    print(f"wrapped app (3 sets) per request {m['wrapped_app_us']:.2f} µs")
-    over, over_x = m["middleware_overhead_us"], m["middleware_overhead_x_counter_inc"]
-    print(f"middleware overhead             {over:.2f} µs  ({over_x:.1f}x inc)  [{verdict(over, 15)} <= 15 µs]")
-    print(f"CPU per wrapped request, its flush included  {m['wrapped_cpu_us_incl_flush']:.2f} µs")
-    print(f"flusher during the run          {figures['flusher']}")
-    write_results("request_path", figures, "python bench/bench_request_path.py")
+    for key, label in rows.items():
+        row = figures[key]
+        lo, hi = row["interval_95"]
+        print(f"  {label:34s} {row['median']:7.2f} µs  (95 % {lo:.2f}-{hi:.2f})")
+    x = figures["samplez_x_peer"]
+    lo, hi = x["interval_95"]
+    print(
+        f"  samplez added / peer added         {x['ratio']:7.3f}x    (95 % {lo:.3f}-{hi:.3f})"
+        f"  [{verdict(x['ratio'], 0.5)} <= 0.5x; aim 0.33x: {verdict(x['ratio'], 0.33)}]"
+    )
+    print(f"flusher during the run               {figures['flusher']}")
+    command = f"python bench/bench_request_path.py --repeats {args.repeats} --rounds {args.rounds}"
+    write_results("request_path", figures, f"{command} --requests {args.requests}")
 
 
 if __name__ == "__main__":
