@@ -28,11 +28,11 @@ import os
 import random
 import threading
 from contextvars import ContextVar, Token
-from typing import Any
+from typing import Any, Iterable
 
 from .engine import engine
 from .flush import Event
-from .metric import Metric, resolve_targets
+from .metric import Targets, resolve_targets
 
 __all__ = ["RequestBatch", "begin", "current", "end", "set"]
 
@@ -56,55 +56,64 @@ class RequestBatch:
     """One request's ``samplez.set`` calls, until :meth:`close` folds them
     into the process batch."""
 
-    __slots__ = ("values", "counts", "flips", "open", "route")
+    __slots__ = ("values", "counts", "flips", "chars", "open", "route")
 
     def __init__(self) -> None:
         self.values: dict[tuple[int, str], Any] = {}  # (slot, key) -> the last value set
         self.counts: list[tuple[int, str, Any]] = []  # counters: every set counts
-        self.flips: dict[str, float] = {}  # a key's one coin flip, for configs with rate < 1
+        self.flips: dict[str, float] | None = None  # a key's one coin flip, for configs with rate < 1
+        self.chars = 0  # the keys' length, one per event (the process batch's bound in bytes)
         self.open = True
         self.route: str | None = None  # the endpoint, once named (samplez.route)
 
-    def record(self, metrics: tuple[Metric, ...], key: str, value: Any) -> bool:
+    def record(self, targets: Targets, key: str, value: Any) -> bool:
         """Apply the request rules to one ``set``; False once closed."""
         with _lock:
             if not self.open:
                 return False
-            for metric in metrics:
-                if not metric.dedup_in_request:
-                    self.counts.append((metric.slot, key, value))
-                elif metric.rate == 1.0 or self._flip(key) < metric.rate:
-                    self.values[metric.slot, key] = value
+            for slot, every, rate in targets.rules:
+                self.chars += len(key)
+                if every:
+                    self.counts.append((slot, key, value))
+                elif rate == 1.0 or self._flip(key) < rate:
+                    self.values[slot, key] = value
         return True
 
     def _flip(self, key: str) -> float:
+        if self.flips is None:
+            self.flips = {}
         flip = self.flips.get(key)
         if flip is None:
             flip = self.flips[key] = random.random()
         return flip
 
-    def close(self) -> None:
-        """Fold the batch into the process batch; later sets are events of
-        their own. Runs as a response closes, so it never raises: a clock
-        that fails costs the request's samples (logged, counted as
-        dropped), not the request."""
+    def close(self, served: int = 0, extra: Iterable[tuple[int, str, Any]] = ()) -> None:
+        """Fold the batch into the process batch, with the ``(slot, key,
+        value)`` sets ``extra`` (a request's own metrics), and count
+        ``served`` requests; later sets are events of their own. Runs as a
+        response closes, so it never raises: a clock that fails costs the
+        request's samples (logged, counted as dropped), not the request."""
         with _lock:
             if not self.open:
                 return
             self.open = False
-            values, counts = self.values, self.counts
-            self.values, self.counts, self.flips = {}, [], {}
-        if not values and not counts:
-            return
+        events: list[Event] = []
+        chars = self.chars
         try:
             when = engine.clock()
         except Exception:
-            log.exception("samplez: the clock failed; %d samples dropped", len(values) + len(counts))
-            engine.drop(len(values) + len(counts))
-            return
-        events: list[Event] = [(slot, key, value, when) for (slot, key), value in values.items()]
-        events += [(slot, key, value, when) for slot, key, value in counts]
-        engine.extend(events)
+            lost = len(self.values) + len(self.counts)
+            log.exception("samplez: the clock failed; %d samples dropped", lost)
+            engine.drop(lost)
+        else:
+            for (slot, key), value in self.values.items():
+                events.append((slot, key, value, when))
+            for slot, key, value in self.counts:
+                events.append((slot, key, value, when))
+            for slot, key, value in extra:
+                events.append((slot, key, value, when))
+                chars += len(key)
+        engine.extend(events, chars, served)
 
 
 def set(target: Any, key: str | bytes, value: int | float | str = 1) -> None:  # noqa: A001
@@ -118,14 +127,18 @@ def set(target: Any, key: str | bytes, value: int | float | str = 1) -> None:  #
 
     >>> samplez.set(LATENCY, '/api/items', 124)
     """
-    targets = resolve_targets(target)
+    try:
+        targets = target._samplez_targets
+    except AttributeError:
+        targets = resolve_targets(target)
     for check in targets.checks:
         check(value)
-    key = _key(key, targets.key_limit)
+    if type(key) is not str or len(key) > targets.key_limit:
+        key = _key(key, targets.key_limit)
     batch = current.get()
-    if batch is None or not batch.record(targets.metrics, key, value):
+    if batch is None or not batch.record(targets, key, value):
         alone = RequestBatch()  # outside any request, or after its end: events of their own
-        alone.record(targets.metrics, key, value)
+        alone.record(targets, key, value)
         alone.close()
 
 

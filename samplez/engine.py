@@ -16,7 +16,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import sys
 import threading
 import time
 from collections import deque
@@ -72,13 +71,14 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-#: What a pending event costs besides its key: the tuple, its deque slot
-#: and its numbers (counted per event, so the bound errs on the safe side).
-EVENT_BYTES = 120
+#: What a pending event costs besides its key's characters: the tuple, its
+#: deque slot, the str's header and the numbers (counted per event, so the
+#: bound errs on the safe side).
+EVENT_BYTES = 170
 
 
 def event_bytes(event: Event) -> int:
-    return EVENT_BYTES + sys.getsizeof(event[1])
+    return EVENT_BYTES + len(event[1])
 
 
 class Engine:
@@ -133,13 +133,14 @@ class Engine:
 
     # -- the request side: in-memory work only ------------------------------
 
-    def extend(self, events: list[Event]) -> None:
-        """Add ``events`` to the process batch, dropping the oldest past
-        either bound."""
-        size = sum(map(event_bytes, events))
+    def extend(self, events: list[Event], chars: int, served: int = 0) -> None:
+        """Add ``events``, whose keys are ``chars`` long in all, to the
+        process batch, dropping the oldest past either bound; count
+        ``served`` requests."""
         with self._lock:
             self._pending.extend(events)
-            self._pending_bytes += size
+            self._pending_bytes += EVENT_BYTES * len(events) + chars
+            self.served += served
             if len(self._pending) > self.max_pending or self._pending_bytes > self.max_pending_bytes:
                 self._trim()
         if self._thread is None and self.flush_mode == "background":
@@ -152,10 +153,6 @@ class Engine:
             count = len(self._take())
             self._dropped = 0
         return count
-
-    def request_served(self) -> None:
-        with self._lock:
-            self.served += 1
 
     def drop(self, count: int) -> None:
         """Count ``count`` events lost before they reached the batch."""

@@ -110,12 +110,15 @@ class Targets:
     of a value, and how many characters of a key they can use. Kept on each
     Metric and Section, made anew for any other iterable."""
 
-    __slots__ = ("metrics", "checks", "key_limit")
+    __slots__ = ("metrics", "checks", "key_limit", "rules")
 
     def __init__(self, metrics: tuple[Metric, ...]) -> None:
         self.metrics = metrics
         self.checks = tuple(dict.fromkeys(type(m).check_value for m in metrics))
         self.key_limit = max(m.set_key_limit for m in metrics)
+        #: Per metric, what a request batch does with a value: (slot, every
+        #: set counts, rate).
+        self.rules = tuple((m.slot, not m.dedup_in_request, m.rate) for m in metrics)
 
 
 def resolve_targets(target: object) -> Targets:

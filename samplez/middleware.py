@@ -3,19 +3,19 @@ request metrics, and serves the dashboard.
 
 Each request gets a fresh :class:`~samplez.batch.RequestBatch`, set in the
 request's context as the app is called and reset as the call returns. A
-response is over when it is closed: a :class:`ClosingBody` sets the batch
-again while each chunk of a streamed body is produced and while the body
-closes (handler code may run then), and after the body's own ``close()``
-records the request's metrics into the batch and closes it. A list body
-with nothing to record is over as the call returns.
+response is over when it is closed: the :class:`Response` the middleware
+returns sets the batch again while each chunk of a streamed body is
+produced and while the body closes (handler code may run then), and after
+the body's own ``close()`` records the request's metrics into the batch
+and closes it. A list body with nothing to record is over as the
+call returns.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Generator, Iterable, Iterator
 
 from . import routes
 from .api import configure
@@ -24,86 +24,82 @@ from .engine import _UNSET, engine
 from .errors import ConfigError
 from .requests import RequestMetrics, default_request_metrics, request_key
 
-__all__ = ["ClosingBody", "Middleware"]
+__all__ = ["Middleware", "Response"]
 
 log = logging.getLogger("samplez")
+_END: Any = object()  # what a spent body's next() gives instead of raising
 
 
 class Response:
-    """One request as the middleware serves it: its batch, and what its
-    request metrics need (method, path, status, when it started)."""
+    """One request as the middleware serves it: its batch, what its request
+    metrics need, and, once the app returned one, its body (this object is
+    then what the server iterates and closes, as werkzeug's
+    ``ClosingIterator`` is)."""
 
-    __slots__ = ("batch", "metrics", "method", "path", "status", "started", "_start_response")
+    __slots__ = ("batch", "metrics", "environ", "status", "started", "body", "_start_response")
 
     def __init__(
         self, environ: dict[str, Any], start_response: Callable[..., Any], metrics: RequestMetrics | None
     ) -> None:
         self.batch = RequestBatch()
         self.metrics = metrics
-        self.method = environ.get("REQUEST_METHOD", "GET")
-        self.path = environ.get("PATH_INFO", "")
+        self.environ = environ
         self.status = "500"  # until the app starts a response
         self.started = time.perf_counter()
+        self.body: Iterable[bytes] = ()
         self._start_response = start_response
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
         self.status = status[:3]
         return self._start_response(status, headers, exc_info)
 
+    def __iter__(self) -> Iterator[bytes]:
+        if type(self.body) in (list, tuple):  # produced already: no handler code runs
+            return iter(self.body)
+        return self._produce()
+
+    def _produce(self) -> Generator[bytes, None, None]:
+        # Handler code may run as each chunk is produced: the request's
+        # batch is the context's then, and never while the server holds a
+        # chunk (a body left half-read leaves no context behind).
+        chunks = iter(self.body)
+        while True:
+            token = current.set(self.batch)
+            try:
+                chunk = next(chunks, _END)
+            finally:
+                current.reset(token)
+            if chunk is _END:
+                return
+            yield chunk
+
+    def close(self) -> None:
+        token = current.set(self.batch)
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            current.reset(token)
+            self.finish()
+
     def finish(self) -> None:
-        """The response is over: record the request and fold its batch. Runs
-        as a response closes, so it never raises."""
+        """The response is over: fold its batch with the request's own
+        metrics. Runs as a response closes, so it never raises."""
+        sets: Iterable[tuple[int, str, Any]] = ()
         if self.metrics is not None:
             ms = (time.perf_counter() - self.started) * 1000
             try:
-                key = request_key(self.method, self.batch.route, self.path, self.status)
-                self.metrics.record(self.batch, key, self.status, ms)
+                method, path = self.environ.get("REQUEST_METHOD", ""), self.environ.get("PATH_INFO", "")
+                sets = self.metrics.sets(request_key(method, self.batch.route, path, self.status), self.status, ms)
             except Exception:
                 log.exception("samplez: recording the request failed")
-        self.batch.close()
-        engine.request_served()
+        self.batch.close(served=1, extra=sets)
         if engine.flush_mode == "request":
             try:
                 engine.flush()
             except Exception:
                 log.exception("samplez: flush after the response failed")
-
-
-class ClosingBody:
-    """The app's response body, produced in its request's context, that
-    ends the request when closed (as werkzeug's ``ClosingIterator`` calls
-    its callbacks)."""
-
-    __slots__ = ("_body", "_chunks", "_response")
-
-    def __init__(self, body: Iterable[bytes], response: Response) -> None:
-        self._body = body
-        self._chunks: Iterator[bytes] | None = None
-        self._response = response
-
-    def __iter__(self) -> Iterator[bytes]:
-        if type(self._body) in (list, tuple):  # produced already: no handler code runs
-            return iter(self._body)
-        return self
-
-    def __next__(self) -> bytes:
-        token = current.set(self._response.batch)
-        try:
-            if self._chunks is None:
-                self._chunks = iter(self._body)
-            return next(self._chunks)
-        finally:
-            current.reset(token)
-
-    def close(self) -> None:
-        token = current.set(self._response.batch)
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        finally:
-            current.reset(token)
-            self._response.finish()
 
 
 class Middleware:
@@ -165,8 +161,8 @@ class Middleware:
         if store is not _UNSET:
             settings["store"] = store
         configure(**settings)
-        if metrics is not None and "flask" in sys.modules:
-            routes.watch_flask()
+        if metrics is not None:
+            routes.watch_flask(app)
         self.request_metrics = metrics
         self.exclude = tuple(exclude)
         self.app = app
@@ -196,7 +192,8 @@ class Middleware:
         if metrics is None and engine.flush_mode == "background" and type(body) in (list, tuple):
             response.finish()
             return body
-        return ClosingBody(body, response)
+        response.body = body
+        return response
 
     def _serve_dashboard(
         self, environ: dict[str, Any], start_response: Callable[..., Any], rest: str

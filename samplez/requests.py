@@ -2,8 +2,8 @@
 every request it serves.
 
 Each request is keyed ``"<METHOD> <route>"`` (see :mod:`samplez.routes`)
-and counted four ways, through the request's own batch like any
-``samplez.set``: in ``requests`` (a rolling count), ``statuses`` (a rolling
+and counted four ways, folded with the request's own batch as the
+response closes: in ``requests`` (a rolling count), ``statuses`` (a rolling
 count per status code), ``latency`` (a reservoir of durations in ms, from
 the call until the response is closed) and ``slowest`` (a rolling max of
 the same durations). The windows cover an hour in minute buckets and the
@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 from . import checks
-from .batch import RequestBatch
 from .counters import RollingCounter, RollingMax
 from .metric import Section
 from .reservoir import Config
@@ -71,20 +70,20 @@ class RequestMetrics:
             f"{prefix}_slowest", window, buckets, max_keys=max_keys, title="Slowest response by endpoint"
         )
         self.section = Section(SECTION, self.requests, self.statuses, self.latency, self.slowest)
-        self._by_key = (self.requests,), (self.latency,), (self.slowest,)
-        self._by_status = (self.statuses,)
 
     @property
     def metrics(self) -> tuple[Any, ...]:
         return self.section.metrics
 
-    def record(self, batch: RequestBatch, key: str, status: str, ms: float) -> None:
-        """Count one request, ``ms`` long, into its batch."""
-        requests, latency, slowest = self._by_key
-        batch.record(requests, key, 1)
-        batch.record(self._by_status, status, 1)
-        batch.record(latency, key, ms)
-        batch.record(slowest, key, ms)
+    def sets(self, key: str, status: str, ms: float) -> tuple[tuple[int, str, Any], ...]:
+        """What one request, ``ms`` long, adds: ``(slot, key, value)`` for
+        each of the four metrics (the request's batch folds them in)."""
+        return (
+            (self.requests.slot, key, 1),
+            (self.statuses.slot, status, 1),
+            (self.latency.slot, key, ms),
+            (self.slowest.slot, key, ms),
+        )
 
     def __repr__(self) -> str:
         return f"<RequestMetrics {', '.join(m.name for m in self.metrics)}>"

@@ -4,9 +4,9 @@ handler gave, or its path with variable-looking segments collapsed.
 A key per raw path would let every id, and every scanner, add a key; a key
 per route template stands for one endpoint whatever its arguments:
 
-* Flask: the matched rule (``/item/<int:item>``), read as Flask's
-  ``request_started`` signal fires (:func:`watch_flask`, which the
-  middleware calls when Flask is loaded).
+* Flask: the matched rule (``/item/<int:item>``), read by a
+  ``before_request`` function (:func:`watch_flask`, which the middleware
+  calls with the app it wraps).
 * Django: the resolver's route (``/shop/<slug:account>/``), read by
   :class:`DjangoRouteMiddleware` in the project's ``MIDDLEWARE``.
 * Anything else: ``samplez.route('checkout')`` in the handler, or the path
@@ -18,7 +18,9 @@ one key per method, not one per path.
 
 from __future__ import annotations
 
+import functools
 import re
+import sys
 from typing import Any, Callable
 
 from .batch import current
@@ -50,8 +52,10 @@ def route(name: str) -> None:
         batch.route = name[:MAX_ROUTE]
 
 
+@functools.lru_cache(maxsize=4096)
 def collapse(path: str) -> str:
-    """``path`` with each variable-looking segment replaced by its kind."""
+    """``path`` with each variable-looking segment replaced by its kind
+    (remembered for the paths seen most: most requests repeat one)."""
     parts = path.split("/")
     for i, part in enumerate(parts):
         for pattern, kind in _SEGMENTS:
@@ -61,22 +65,29 @@ def collapse(path: str) -> str:
     return "/".join(parts)[:MAX_ROUTE]
 
 
-_flask_watched = False
+def watch_flask(app: Any) -> bool:
+    """Name each request of ``app`` after its matched rule, if ``app`` is a
+    Flask app or its ``wsgi_app``; returns whether it is. The middleware
+    calls it with what it wraps. The hook is a ``before_request`` function
+    that runs first: Flask calls it for every request, matched or not, once
+    routing is done and before the view."""
+    flask = sys.modules.get("flask")
+    app = getattr(app, "__self__", app)  # app.wsgi_app is a bound method
+    if flask is None or not isinstance(app, flask.Flask):
+        return False
+    if "samplez" in app.extensions:
+        return True
+    request = flask.request
 
+    def matched() -> None:
+        batch = current.get()
+        if batch is not None:
+            rule = request._get_current_object().url_rule  # one lookup, not one per attribute
+            batch.route = rule.rule if rule is not None else UNMATCHED
 
-def watch_flask() -> None:
-    """Record each Flask request's matched rule (once per process)."""
-    global _flask_watched
-    if _flask_watched:
-        return
-    from flask import request, request_started
-
-    def started(sender: Any, **extra: Any) -> None:
-        rule = request.url_rule
-        route(rule.rule if rule is not None else UNMATCHED)
-
-    request_started.connect(started, weak=False)
-    _flask_watched = True
+    app.before_request_funcs.setdefault(None, []).insert(0, matched)
+    app.extensions["samplez"] = matched
+    return True
 
 
 class DjangoRouteMiddleware:

@@ -125,3 +125,4 @@ def every_counter(max_keys: int = 100) -> list[Any]:
         samplez.BitmapCounter(unique_name("bitmap"), step=60, max_keys=max_keys),
         samplez.CalendarCounter(unique_name("calendar"), max_keys=max_keys),
     ]
+

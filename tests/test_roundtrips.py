@@ -157,7 +157,7 @@ def test_a_flush_takes_at_most_three_round_trips_per_server(
     addresses = [memcached.address] + [spawn_memcached().start().address for _ in range(servers - 1)]
     # A patient timeout: this counts round trips, and a 50,000-op pipeline on
     # a loaded 2-core machine may stall past the default half second.
-    store = samplez.MemcacheStore(addresses, timeout=5)
+    store = samplez.MemcacheStore(addresses, connect_timeout=5, timeout=5)
     samplez.configure(store=store, flush="request", max_pending=1_000_000, max_pending_bytes=2**30)
     metrics = [samplez.Config(unique_name("rt"), period=600, samples=1000, by_value=True) for _ in range(configs)]
     for config in metrics:

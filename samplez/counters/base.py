@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from operator import itemgetter
 from typing import Any, Callable, Generator, Iterator, Sequence
 
 from ..checks import check_count, positive_int
@@ -36,6 +37,7 @@ __all__ = [
     "Reading",
     "check_count",
     "count_ops",
+    "by_key_and_step",
     "fit",
     "send_repairs",
     "settle_counts",
@@ -149,11 +151,34 @@ class Counter(Metric):
         return ctx.space.key(self.name, digest(key))
 
     def admit(self, events: Sequence[Event], ctx: Context) -> Generator[list[Op], list[Any], Admission]:
-        keys = list(dict.fromkeys(self.normalize_key(event[1]) for event in events))
-        return (yield from self.index.admit(keys, ctx))
+        """Admit the keys of ``events`` to the index. The admission's
+        ``stored`` then also maps each key as it was set to where it is
+        counted, so that a flush normalizes each distinct key once."""
+        normalized = {raw: self.normalize_key(raw) for raw in dict.fromkeys(map(itemgetter(1), events))}
+        admission = yield from self.index.admit(list(dict.fromkeys(normalized.values())), ctx)
+        stored = admission.stored
+        stored.update({raw: stored[key] for raw, key in normalized.items()})
+        return admission
 
     def listed(self, ctx: Context) -> list[str]:
         return self.index.read(ctx)
+
+
+def by_key_and_step(
+    events: Sequence[Event], stored: dict[str, str], seconds: float, offset: float = 0
+) -> dict[tuple[str, int], list[Event]]:
+    """``events`` grouped by where their key is counted (``stored``, from
+    :meth:`Counter.admit`) and the epoch-aligned step of ``seconds`` (after
+    ``offset``) that holds their time."""
+    groups: dict[tuple[str, int], list[Event]] = {}
+    for event in events:
+        where = (stored[event[1]], int((event[3] - offset) // seconds))
+        group = groups.get(where)
+        if group is None:
+            groups[where] = [event]
+        else:
+            group.append(event)
+    return groups
 
 
 def fit(events: Sequence[Event], count: int, outcome: Outcome) -> tuple[Sequence[Event], int]:

@@ -19,7 +19,7 @@ from ..constants import SECONDS_1_DAY
 from ..flush import Context, Event, Outcome, Plan
 from ..store.base import Op, get
 from ..store.keys import MAX_COUNT, count_of
-from .base import Counter, CounterResult, Reading, count_ops, fit, send_repairs, settle_counts, ttl_for
+from .base import Counter, CounterResult, Reading, by_key_and_step, count_ops, fit, send_repairs, settle_counts, ttl_for
 
 __all__ = ["ALL", "CalendarCounter", "CalendarReading", "Segments"]
 
@@ -138,10 +138,10 @@ class CalendarCounter(Counter):
 
     def apply(self, events: Sequence[Event], ctx: Context) -> Plan:
         admission = yield from self.admit(events, ctx)
-        hours: dict[tuple[str, tuple], list[Event]] = {}
-        for event in events:
-            key = admission.stored[self.normalize_key(event[1])]
-            hours.setdefault((key, _periods(event[3])[0]), []).append(event)
+        hours = {
+            (key, _periods(hour * 3600)[0]): batch
+            for (key, hour), batch in by_key_and_step(events, admission.stored, 3600).items()
+        }
         # Events are accounted by their key's hour counter; the rest follow
         # with what it kept.
         outcome = Outcome()

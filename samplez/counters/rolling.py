@@ -21,7 +21,17 @@ from ..constants import SECONDS_30_DAY
 from ..flush import Context, Event, Outcome, Plan
 from ..store.base import Op, add, cas, get, gets, touch
 from ..store.keys import FORMAT_VERSION, MAX_COUNT, count_of
-from .base import Counter, CounterResult, Reading, count_ops, fit, send_repairs, settle_counts, ttl_for
+from .base import (
+    Counter,
+    CounterResult,
+    Reading,
+    by_key_and_step,
+    count_ops,
+    fit,
+    send_repairs,
+    settle_counts,
+    ttl_for,
+)
 
 __all__ = ["MaxReading", "RollingCounter", "RollingMax", "RollingReading"]
 
@@ -99,11 +109,7 @@ class _Window(Counter):
         return range(newest - self.buckets + 1, newest + 1)
 
     def _group(self, events: Sequence[Event], stored: dict[str, str]) -> dict[tuple[str, int], list[Event]]:
-        groups: dict[tuple[str, int], list[Event]] = {}
-        for event in events:
-            key = stored[self.normalize_key(event[1])]
-            groups.setdefault((key, self.bucket_of(event[3])), []).append(event)
-        return groups
+        return by_key_and_step(events, stored, self.bucket_seconds)
 
     def read(self, ctx: Context, **options: Any) -> CounterResult:
         if options:

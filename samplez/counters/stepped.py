@@ -19,7 +19,7 @@ from ..checks import check_item, config_error, seconds
 from ..flush import Context, Event, Outcome, Plan
 from ..store.base import REFUSED, Op, add, get, incr, set_
 from ..store.keys import MAX_COUNT, count_of, digest
-from .base import Counter, CounterResult, Reading, count_ops, fit, send_repairs, settle_counts, ttl_for
+from .base import Counter, CounterResult, Reading, by_key_and_step, count_ops, fit, send_repairs, settle_counts, ttl_for
 
 __all__ = ["StepReading", "SteppedCounter", "UniqueCounter"]
 
@@ -113,13 +113,11 @@ class Stepped(Counter):
         return [current - back for back in range(self.keep + 1)]
 
     def _group(self, events: Sequence[Event], stored: dict[str, str], outcome: Outcome) -> dict[tuple[str, int], list]:
-        groups: dict[tuple[str, int], list[Event]] = {}
-        for event in events:
-            index = self.step_of(event[3])
-            if index is None:  # outside the one window of roll=False: not counted
-                outcome.applied += 1
-                continue
-            groups.setdefault((stored[self.normalize_key(event[1])], index), []).append(event)
+        groups = by_key_and_step(events, stored, self.step, self.offset)
+        if not self.roll:  # only the one window of roll=False counts
+            start = self.step_of_start()
+            for outside in [where for where in groups if where[1] != start]:
+                outcome.applied += len(groups.pop(outside))
         return groups
 
     def read(self, ctx: Context, **options: Any) -> CounterResult:
