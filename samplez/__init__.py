@@ -33,7 +33,7 @@ from .metric import Section
 from .middleware import Middleware
 from .registry import unregister
 from .reservoir import Config, SampleResult
-from .store import MemcacheStore, MemoryStore, Store
+from .store import MemcacheStore, MemoryStore, RedisStore, Store
 
 __version__ = "0.1.0"
 
@@ -49,6 +49,7 @@ __all__ = [
     "MemcacheStore",
     "MemoryStore",
     "Middleware",
+    "RedisStore",
     "RollingCounter",
     "RollingMax",
     "SampleResult",
