@@ -1,5 +1,5 @@
-"""Fixtures: real memcached servers, an injected clock, and a fresh samplez
-engine per test, run against both stores."""
+"""Fixtures: real memcached and Redis servers, an injected clock, and a
+fresh samplez engine per test, run against every store."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 import samplez
 from samplez.engine import engine
-from samplez.testing import MemcachedServer
+from samplez.testing import MemcachedServer, RedisServer
 
 _names = itertools.count()
 
@@ -51,6 +51,38 @@ def spawn_memcached() -> Iterator[type[MemcachedProcess]]:
         server.kill()
 
 
+@pytest.fixture(scope="session")
+def redis_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the session: no persistence, as a cache."""
+    server = RedisServer(directory=str(tmp_path_factory.mktemp("redis"))).start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def redis_server(redis_session: RedisServer) -> RedisServer:
+    """The session's redis-server, emptied for this test."""
+    redis_session.flush_all()
+    return redis_session
+
+
+@pytest.fixture
+def spawn_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RedisServer]]:
+    """Start extra redis-server processes (for cluster, fault and restart
+    tests); each in a directory of its own unless given one."""
+    started: list[RedisServer] = []
+
+    def spawn(port: int | None = None, directory: str | None = None, **options: Any) -> RedisServer:
+        where = directory or str(tmp_path_factory.mktemp("redis"))
+        server = RedisServer(port=port, directory=where, **options).start()
+        started.append(server)
+        return server
+
+    yield spawn
+    for server in started:
+        server.kill()
+
+
 class Clock:
     """An injected clock: ``clock.advance(seconds)`` instead of sleeping."""
 
@@ -69,13 +101,19 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=["memory", "memcache"])
-def store(request: pytest.FixtureRequest, clock: Clock) -> samplez.Store:
-    """Each store-backed test runs on MemoryStore and on a real memcached."""
+@pytest.fixture(params=["memory", "memcache", "redis"])
+def store(request: pytest.FixtureRequest, clock: Clock) -> Iterator[samplez.Store]:
+    """Each store-backed test runs on MemoryStore, on a real memcached and
+    on a real redis-server."""
+    made: samplez.Store
     if request.param == "memory":
-        return samplez.MemoryStore()
-    server = request.getfixturevalue("memcached")
-    return samplez.MemcacheStore(server.address)
+        made = samplez.MemoryStore()
+    elif request.param == "memcache":
+        made = samplez.MemcacheStore(request.getfixturevalue("memcached").address)
+    else:
+        made = samplez.RedisStore(request.getfixturevalue("redis_server").url)
+    yield made
+    made.close()
 
 
 @pytest.fixture(autouse=True)
