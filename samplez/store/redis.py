@@ -173,6 +173,7 @@ class _Node(Node):
 
     def _connect(self) -> Any:
         redis = import_redis()
+        self._timeout = redis.exceptions.TimeoutError
         return redis.Redis.from_url(
             self.url,
             socket_connect_timeout=self.connect_timeout,
@@ -194,9 +195,7 @@ class _Node(Node):
         try:
             replies = pipe.execute(raise_on_error=False)
         except Exception as exc:  # redis-py's errors, and any socket error under them
-            reason = _reason(exc)
-            kind = ServerDown if reason is not None and reason.errno in DOWN_ERRNOS else StoreError
-            raise kind(f"redis {self.name}: {exc or type(exc).__name__}") from exc
+            raise self._error(exc) from exc
         for start, reply in zip(range(0, len(sent), CHUNK), replies):
             indices = sent[start : start + CHUNK]
             if not isinstance(reply, list) or len(reply) != len(indices):
@@ -204,6 +203,16 @@ class _Node(Node):
             for i, answer in zip(indices, reply):
                 results[i] = _decode(ops[i].cmd, answer)
         return results
+
+    def _error(self, exc: Exception) -> StoreError:
+        """What a redis-py error means for the ring: a refused connection
+        is a server down, anything else a failed round trip."""
+        reason = _reason(exc)
+        if reason is not None and reason.errno in DOWN_ERRNOS:
+            return ServerDown(f"redis {self.name}: {exc}")
+        if isinstance(exc, self._timeout) or isinstance(reason, TimeoutError):
+            return StoreError(f"redis {self.name}: timed out ({exc})")
+        return StoreError(f"redis {self.name}: {exc or type(exc).__name__}")
 
     def close(self) -> None:
         self.client.connection_pool.disconnect()
