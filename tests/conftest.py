@@ -7,13 +7,13 @@ import itertools
 import os
 import sys
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import pytest
 
 import samplez
 from samplez.engine import engine
-from samplez.testing import MemcachedServer, RedisServer
+from samplez.testing import MemcachedServer, RedisServer, ServerProcess
 
 _names = itertools.count()
 
@@ -83,6 +83,42 @@ def spawn_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[.
         server.kill()
 
 
+class Backend:
+    """A networked store's kind (``'memcache'`` or ``'redis'``), for tests
+    that start, kill and restart its servers: ``spawn()`` starts one
+    (``port=`` to restart one), ``shared()`` is the session's, emptied,
+    and ``store(servers)`` is a store on servers (or bare ports)."""
+
+    def __init__(self, kind: str, request: pytest.FixtureRequest) -> None:
+        self.kind = kind
+        self._request = request
+
+    def shared(self) -> ServerProcess:
+        return self._request.getfixturevalue("memcached" if self.kind == "memcache" else "redis_server")
+
+    def spawn(self, port: int | None = None, **options: Any) -> ServerProcess:
+        if self.kind == "memcache":
+            return self._request.getfixturevalue("spawn_memcached")(port=port, **options).start()
+        return self._request.getfixturevalue("spawn_redis")(port=port, **options)
+
+    def location(self, server: ServerProcess | int) -> str:
+        port = server if isinstance(server, int) else server.port
+        return f"127.0.0.1:{port}" if self.kind == "memcache" else f"redis://127.0.0.1:{port}/0"
+
+    def store(self, servers: ServerProcess | int | Sequence[ServerProcess | int], **options: Any) -> samplez.Store:
+        listed = servers if isinstance(servers, Sequence) else [servers]
+        locations = [self.location(server) for server in listed]
+        if self.kind == "memcache":
+            return samplez.MemcacheStore(locations, **options)
+        return samplez.RedisStore(locations, **options)
+
+
+@pytest.fixture(params=["memcache", "redis"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each fault test runs on memcached and on redis-server."""
+    return Backend(request.param, request)
+
+
 class Clock:
     """An injected clock: ``clock.advance(seconds)`` instead of sleeping."""
 
@@ -114,6 +150,14 @@ def store(request: pytest.FixtureRequest, clock: Clock) -> Iterator[samplez.Stor
         made = samplez.RedisStore(request.getfixturevalue("redis_server").url)
     yield made
     made.close()
+
+
+def stored_keys(request: pytest.FixtureRequest, store: samplez.Store) -> list[str]:
+    """Every key ``store`` (the ``store`` fixture's) holds."""
+    if isinstance(store, samplez.MemoryStore):
+        return list(store._data)
+    server = "redis_server" if isinstance(store, samplez.RedisStore) else "memcached"
+    return request.getfixturevalue(server).keys()
 
 
 @pytest.fixture(autouse=True)
