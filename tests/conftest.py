@@ -105,6 +105,14 @@ class Backend:
         port = server if isinstance(server, int) else server.port
         return f"127.0.0.1:{port}" if self.kind == "memcache" else f"redis://127.0.0.1:{port}/0"
 
+    def option(self, server: ServerProcess) -> list[str]:
+        """The command-line option that names ``server``."""
+        return [f"--{self.kind}", self.location(server)]
+
+    def environment(self, server: ServerProcess) -> dict[str, str]:
+        """The environment variable that names ``server``."""
+        return {f"SAMPLEZ_{self.kind.upper()}": self.location(server)}
+
     def store(self, servers: ServerProcess | int | Sequence[ServerProcess | int], **options: Any) -> samplez.Store:
         listed = servers if isinstance(servers, Sequence) else [servers]
         locations = [self.location(server) for server in listed]
