@@ -1,15 +1,17 @@
 """Flush cost: events applied per second by one flusher against a real
-memcached, and the round trips each flush took.
+memcached and a real Redis, same run, and the round trips each flush took.
 
-    .venv/bin/python bench/bench_flush.py [--repeats 7] [--profile]
+    .venv/bin/python bench/bench_flush.py [--repeats 7] [--store both|memcache|redis] [--profile]
 
 Two workloads: 50 configs x 1,000 events (SPEC §4: <= 3 round trips per
 flush, counted here both by ``FlushSummary.round_trips`` and by counting the
-socket writes), and 3 configs x 10,000 events over 64 keys (a busy web
-worker's half second), early and late in a period (after a million events).
-Each is measured beside the same flush choosing
-slots with one coin per event, as the original ``dos.py`` did, alternated,
-for a same-run speed-up of the geometric-skip slot choice.
+requests written: memcache socket writes, redis-py pipeline sends), and 3
+configs x 10,000 events over 64 keys (a busy web worker's half second),
+early and late in a period (after a million events). Each is measured
+beside the same flush choosing slots with one coin per event, as the
+original ``dos.py`` did, alternated, for a same-run speed-up of the
+geometric-skip slot choice. ``--store`` picks the servers (default: both,
+memcached then Redis, in the same run).
 ``--profile`` runs pyinstrument over the second one and prints where the
 flusher spends its time.
 """
@@ -27,6 +29,7 @@ import samplez
 from samplez.engine import engine
 from samplez.reservoir import sampling as reservoir
 from samplez.store import wire
+from samplez.testing import RedisServer, ServerProcess
 
 
 class CountingSocket:
@@ -52,6 +55,18 @@ def count_socket_writes() -> None:
         return CountingSocket(connect(self))
 
     wire.Connection._connect = counted  # type: ignore[method-assign]
+
+    # redis-py writes a pipeline with one send_packed_command (in as many
+    # sendall calls as its buffer cuts it into): count the sends.
+    import redis.connection
+
+    send = redis.connection.Connection.send_packed_command
+
+    def sent(self: Any, command: Any, check_health: bool = True) -> None:
+        CountingSocket.sends += 1
+        send(self, command, check_health)
+
+    redis.connection.Connection.send_packed_command = sent  # type: ignore[method-assign]
 
 
 def queue(configs: list[samplez.Config], events_each: int, keys: list[str]) -> int:
@@ -110,35 +125,36 @@ def measure(configs: list[samplez.Config], events_each: int, keys: list[str], re
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--profile", action="store_true", help="profile the busy-worker flush with pyinstrument")
-    args = parser.parse_args()
-    count_socket_writes()
-    wide = [samplez.Config(f"flush_wide_{i}", period=600, samples=1_000, by_value=True) for i in range(50)]
+def run_on(kind: str, repeats: int, profile: bool) -> dict[str, Any]:
+    """Every workload against a fresh server of ``kind``."""
+    wide = [samplez.Config(f"flush_wide_{kind}_{i}", period=600, samples=1_000, by_value=True) for i in range(50)]
     busy = [
-        samplez.Config("flush_latency", period=300, samples=10_000, by_value=True),
-        samplez.Config("flush_popular", period=600, samples=10_000, by_value=True),
-        samplez.Config("flush_status", period=60, samples=1_000, by_value=True),
+        samplez.Config(f"flush_latency_{kind}", period=300, samples=10_000, by_value=True),
+        samplez.Config(f"flush_popular_{kind}", period=600, samples=10_000, by_value=True),
+        samplez.Config(f"flush_status_{kind}", period=60, samples=1_000, by_value=True),
     ]
     keys = [f"/item/{i}" for i in range(64)]
-    with Memcached() as server:
-        samplez.configure(
-            store=samplez.MemcacheStore(server.address), flush="request", max_pending=1_000_000, max_pending_bytes=2**30
-        )
+    server: ServerProcess = Memcached() if kind == "memcache" else RedisServer()
+    with server:
+        # A patient timeout: a 50,000-op pipeline on a loaded machine may
+        # stall past the default half second.
+        if kind == "memcache":
+            store: samplez.Store = samplez.MemcacheStore(server.address, timeout=5)
+        else:
+            store = samplez.RedisStore(f"redis://{server.address}/0", timeout=5)
+        samplez.configure(store=store, flush="request", max_pending=1_000_000, max_pending_bytes=2**30)
         queue(busy, 100, keys)
         samplez.flush()  # warm up the connection
         figures = {
-            "wide_50x1000": measure(wide, 1_000, keys, args.repeats),
-            "busy_3x10000": measure(busy, 10_000, keys, args.repeats),
+            "wide_50x1000": measure(wide, 1_000, keys, repeats),
+            "busy_3x10000": measure(busy, 10_000, keys, repeats),
         }
         # Later in the period each reservoir has seen a million events and
         # few new ones win a slot: where skipping pays.
         queue(busy, 1_000_000, keys)
         samplez.flush()
-        figures["late_3x10000"] = measure(busy, 10_000, keys, args.repeats)
-        if args.profile:
+        figures["late_3x10000"] = measure(busy, 10_000, keys, repeats)
+        if profile:
             from pyinstrument import Profiler
 
             queue(busy, 10_000, keys)
@@ -146,16 +162,35 @@ def main() -> None:
                 samplez.flush()
             print(profiler.output_text(unicode=True, color=False, show_all=False))
         engine.stop()
+        store.close()
+    return figures
 
-    for name, f in figures.items():
-        rate, trips, writes = f["events_per_second"]["median"], f["round_trips"]["max"], f["socket_writes"]["max"]
-        print(
-            f"{name:14s} {f['events_per_flush']:6d} events/flush  {rate:10,.0f} events/s"
-            f"  round trips {trips:.0f} (socket writes {writes:.0f})  [{verdict(trips, 3)} <= 3]"
-        )
-        coins = f["events_per_second_coin_per_event"]["median"]
-        print(f"{'':14s} one coin per event: {coins:10,.0f} events/s  (skips: {f['speedup']:.2f}x, same run)")
-    write_results("flush", figures, "python bench/bench_flush.py")
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--store", choices=("both", "memcache", "redis"), default="both")
+    parser.add_argument("--profile", action="store_true", help="profile the busy-worker flush with pyinstrument")
+    args = parser.parse_args()
+    count_socket_writes()
+    kinds = ("memcache", "redis") if args.store == "both" else (args.store,)
+    results = {kind: run_on(kind, args.repeats, args.profile) for kind in kinds}
+
+    for kind, figures in results.items():
+        print(f"== {kind}")
+        for name, f in figures.items():
+            rate, trips, writes = f["events_per_second"]["median"], f["round_trips"]["max"], f["socket_writes"]["max"]
+            print(
+                f"{name:14s} {f['events_per_flush']:6d} events/flush  {rate:10,.0f} events/s"
+                f"  round trips {trips:.0f} (requests written {writes:.0f})  [{verdict(trips, 3)} <= 3]"
+            )
+            coins = f["events_per_second_coin_per_event"]["median"]
+            print(f"{'':14s} one coin per event: {coins:10,.0f} events/s  (skips: {f['speedup']:.2f}x, same run)")
+    if len(results) == 2:
+        for name in results["memcache"]:
+            redis_rate, memcache_rate = (results[k][name]["events_per_second"]["median"] for k in ("redis", "memcache"))
+            print(f"redis / memcache events/s, {name}: {redis_rate / memcache_rate:.2f} (medians, same run)")
+    write_results("flush", results, f"python bench/bench_flush.py --store {args.store}")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 ``example_app:app`` is the wrapped WSGI app, built on first access from
 the environment: ``SAMPLEZ_MEMCACHE=HOST:PORT[,HOST:PORT]`` selects real
-memcached (needed with several processes, e.g. ``gunicorn -w 4
-example_app:app``), otherwise the embedded per-process MemoryStore is used.
+memcached, ``SAMPLEZ_REDIS=redis://HOST:PORT/DB`` Redis (one of them is
+needed with several processes, e.g. ``gunicorn -w 4 example_app:app``),
+otherwise the embedded per-process MemoryStore is used.
 ``python -m example_app`` serves it, optionally with demo traffic.
 """
 
@@ -18,11 +19,11 @@ __all__ = ["app", "app_from_environment", "create_app"]
 
 
 def app_from_environment() -> Any:
-    """The demo app on the store ``SAMPLEZ_MEMCACHE`` names, if any."""
-    import samplez
+    """The demo app on the store ``SAMPLEZ_MEMCACHE`` or ``SAMPLEZ_REDIS``
+    names, if any."""
+    from samplez.cli.common import store_from
 
-    servers = os.environ.get("SAMPLEZ_MEMCACHE", "").strip()
-    return create_app(samplez.MemcacheStore(servers) if servers else None)
+    return create_app(store_from(None, None, os.environ))
 
 
 def __getattr__(name: str) -> Any:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -15,6 +14,7 @@ from typing import Sequence
 from werkzeug.serving import make_server
 
 import samplez
+from samplez.cli.common import UsageError, add_store_options, store_from
 
 from .site import create_app
 from .traffic import Traffic
@@ -24,12 +24,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m example_app", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on, 0 for any (default: 8000)")
-    parser.add_argument(
-        "--memcache",
-        default=os.environ.get("SAMPLEZ_MEMCACHE") or None,
-        metavar="HOST:PORT[,HOST:PORT]",
-        help="memcached server(s) (default: $SAMPLEZ_MEMCACHE, else the in-process MemoryStore)",
-    )
+    add_store_options(parser)
     parser.add_argument("--traffic", action="store_true", help="send realistic demo traffic to the server")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     parser.add_argument("--rate", type=float, default=200.0, help="demo requests per second (default: 200)")
@@ -46,9 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
     try:
-        store = samplez.MemcacheStore(args.memcache) if args.memcache else None
-    except samplez.ConfigError as exc:
-        print(f"python -m example_app: --memcache: {exc}", file=sys.stderr)
+        store = store_from(args.memcache, args.redis)
+    except UsageError as exc:
+        print(f"python -m example_app: {exc}", file=sys.stderr)
         return 2
     server = make_server(args.host, args.port, create_app(store), threaded=True)
     port = server.server_port

@@ -35,7 +35,7 @@ from .registry import unregister
 from .requests import RequestMetrics
 from .reservoir import Config, SampleResult
 from .routes import route
-from .store import MemcacheStore, MemoryStore, Store
+from .store import MemcacheStore, MemoryStore, RedisStore, Store
 
 __version__ = "0.1.0"
 
@@ -51,6 +51,7 @@ __all__ = [
     "MemcacheStore",
     "MemoryStore",
     "Middleware",
+    "RedisStore",
     "RequestMetrics",
     "RollingCounter",
     "RollingMax",

@@ -1,5 +1,6 @@
-"""``python -m samplez``: loading metrics by name, and the dashboard served
-alone over real HTTP, reading what another process wrote to memcached."""
+"""``python -m samplez``: loading metrics by name, the store options, and the
+dashboard served alone over real HTTP, reading what another process wrote
+to memcached or Redis."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 import samplez
 from example_app import metrics
 from samplez.cli import UsageError, load_metrics
+from samplez.cli.common import store_from
+from tests.conftest import Backend
 from tests.processes import python_m, stop
 
 
@@ -55,20 +58,21 @@ def get(url: str, **headers: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def dashboard(memcached, *args: str):
-    proc = command("dashboard", "--memcache", memcached.address, "--port", "0", *args)
+def dashboard(store_option: list[str], *args: str):
+    proc = command("dashboard", *store_option, "--port", "0", *args)
     line = proc.stdout.readline()
     assert line.startswith("samplez dashboard: http://"), proc.communicate(timeout=10)
     return proc, line.split(": ", 1)[1].strip()
 
 
-def test_the_dashboard_alone_shows_what_the_app_wrote(memcached):
-    samplez.configure(store=samplez.MemcacheStore(memcached.address))
+def test_the_dashboard_alone_shows_what_the_app_wrote(backend: Backend):
+    server = backend.shared()
+    samplez.configure(store=backend.store(server))
     for _ in range(3):
         samplez.set(metrics.REQUESTS, "GET /api/items")
     samplez.set(metrics.LATENCY, "GET /api/items", 12.5)
     assert samplez.flush().applied == 5
-    proc, url = dashboard(memcached, "--sections", "example_app.metrics:SECTIONS")
+    proc, url = dashboard(backend.option(server), "--sections", "example_app.metrics:SECTIONS")
     try:
         status, body = get(url + "?format=json")
         assert status == 200
@@ -86,7 +90,7 @@ def test_the_dashboard_alone_shows_what_the_app_wrote(memcached):
 
 def test_the_dashboard_alone_can_ask_for_basic_auth(memcached):
     sections = ["--sections", "example_app.metrics:SHOPS", "--sections", "example_app.metrics:REQUESTS"]
-    proc, url = dashboard(memcached, *sections, "--auth", "ops:s3cret")
+    proc, url = dashboard(["--memcache", memcached.address], *sections, "--auth", "ops:s3cret")
     try:
         assert get(url)[0] == 401
         token = base64.b64encode(b"ops:s3cret").decode()
@@ -104,6 +108,12 @@ def test_the_dashboard_alone_can_ask_for_basic_auth(memcached):
         pytest.param(["dashboard", "--sections", "nowhere:X"], "cannot import 'nowhere'", id="sections"),
         pytest.param(["dashboard", "--auth", "nopassword"], "--auth must be USER:PASSWORD", id="auth"),
         pytest.param(["dashboard", "--memcache", "a:b:c"], "--memcache: memcache server must be", id="memcache"),
+        pytest.param(["dashboard", "--redis", "a:6379"], "--redis: redis server must be a URL", id="redis"),
+        pytest.param(
+            ["ingest", "--memcache", "a:1", "--redis", "redis://a"],
+            "--memcache and --redis are mutually exclusive",
+            id="memcache-and-redis",
+        ),
         pytest.param(["ingest", "--batch-size", "0"], "--batch-size must be in [1, 1000000], got 0", id="batch"),
         pytest.param(["ingest", "--default", "x"], "default needs", id="default-without-counters"),
         pytest.param([], "required: command", id="no-command"),
@@ -119,3 +129,23 @@ def test_help_names_the_commands():
     proc = command("--help")
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "ingest" in out and "dashboard" in out
+
+
+@pytest.mark.parametrize(
+    "memcache, redis, environ, expected",
+    [
+        pytest.param(None, None, {}, None, id="nothing-is-this-process"),
+        pytest.param(None, None, {"SAMPLEZ_MEMCACHE": "a:1"}, "memcache a:1", id="memcache-from-environment"),
+        pytest.param(None, None, {"SAMPLEZ_REDIS": "redis://a/2"}, "redis a:6379/2", id="redis-from-environment"),
+        pytest.param("b:2", None, {"SAMPLEZ_REDIS": "redis://a"}, "memcache b:2", id="option-over-environment"),
+        pytest.param(None, "redis://b", {"SAMPLEZ_MEMCACHE": "a:1"}, "redis b:6379/0", id="redis-option-first"),
+    ],
+)
+def test_the_store_options_and_environment(memcache, redis, environ, expected):
+    store = store_from(memcache, redis, environ)
+    assert (store.describe() if store is not None else None) == expected
+
+
+def test_both_stores_in_the_environment_is_a_usage_error():
+    with pytest.raises(UsageError, match=r"\$SAMPLEZ_MEMCACHE and \$SAMPLEZ_REDIS are mutually exclusive"):
+        store_from(None, None, {"SAMPLEZ_MEMCACHE": "a:1", "SAMPLEZ_REDIS": "redis://a"})

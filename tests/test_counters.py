@@ -18,7 +18,7 @@ from samplez.engine import engine
 from samplez.flush import Outcome
 from samplez.store.base import REFUSED, UNREACHABLE, delete, set_
 from samplez.store.keys import MAX_COUNT
-from tests.conftest import Clock, every_counter, unique_name
+from tests.conftest import Backend, Clock, every_counter, stored_keys, unique_name
 
 T0 = 1_800_000_000
 
@@ -79,10 +79,7 @@ def test_garbage_bytes_are_skipped_and_writes_recover(index: int, request: pytes
     samplez.set(counter, "k", 2)
     flush()
     prefix = engine.context().space.key(counter.name)
-    if isinstance(engine.store, samplez.MemoryStore):
-        ours = [key for key in engine.store._data if key.startswith(prefix + ":")]
-    else:
-        ours = [k for k in request.getfixturevalue("memcached").keys() if k.startswith(prefix + ":")]
+    ours = [key for key in stored_keys(request, engine.store) if key.startswith(prefix + ":")]
     assert ours, "the counter wrote nothing under its prefix"
     engine.store.execute([set_(key, b"\xffgarbage\r\nnot ours", 600) for key in ours])
     result = samplez.get(counter)
@@ -191,14 +188,14 @@ def test_events_a_failed_repair_would_have_stored_are_not_applied() -> None:
     assert (outcome.applied, outcome.failed) == (0, 3)
 
 
-def test_exact_under_4_forked_processes(memcached, clock: Clock) -> None:
+def test_exact_under_4_forked_processes(backend: Backend, clock: Clock) -> None:
     """Four processes increment one RollingCounter and one SteppedCounter
-    against one memcached: no increment is lost."""
+    against one memcached, or one Redis: no increment is lost."""
     rolling = samplez.RollingCounter(unique_name("rolling"), window=60)
     stepped = samplez.SteppedCounter(unique_name("stepped"), step=60)
     unique = samplez.UniqueCounter(unique_name("unique"), step=60)
     both = samplez.Section("forked", rolling, stepped, unique)
-    samplez.configure(store=samplez.MemcacheStore(memcached.address), clock=clock, flush="request")
+    samplez.configure(store=backend.store(backend.shared()), clock=clock, flush="request")
     per_process, children = 2_000, []
     for worker in range(4):
         pid = os.fork()

@@ -22,6 +22,7 @@ from example_app import metrics
 from example_app.site import create_app
 from example_app.traffic import Traffic
 from samplez.engine import engine
+from tests.conftest import Backend
 from tests.processes import python_m, stop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,10 +138,13 @@ def test_demo_traffic_fills_every_panel(samplez_on):
     assert top.endswith("/content/1")  # Zipf: the first article is the hottest
 
 
-def test_the_app_reads_its_store_from_the_environment(monkeypatch, memcached):
-    monkeypatch.setenv("SAMPLEZ_MEMCACHE", memcached.address)
+def test_the_app_reads_its_store_from_the_environment(monkeypatch, backend: Backend):
+    server = backend.shared()
+    for name, value in backend.environment(server).items():
+        monkeypatch.setenv(name, value)
     example_app.app_from_environment()
-    assert engine.store.servers == [memcached.address]
+    assert engine.store.kind == backend.kind
+    assert engine.store.servers == backend.store(server).servers
 
 
 def test_example_app_app_is_the_wrapped_wsgi_app():
@@ -151,10 +155,11 @@ def demo(*args: str) -> subprocess.Popen:
     return python_m("example_app", *args)
 
 
-def test_python_m_example_app_serves_and_flushes_everything_when_stopped(memcached):
-    proc = demo("--port", "0", "--traffic", "--rate", "300", "--memcache", memcached.address)
+def test_python_m_example_app_serves_and_flushes_everything_when_stopped(backend: Backend):
+    server = backend.shared()
+    proc = demo("--port", "0", "--traffic", "--rate", "300", *backend.option(server))
     try:
-        assert "storing to memcache" in proc.stdout.readline()
+        assert f"storing to {backend.kind}" in proc.stdout.readline()
         url = proc.stdout.readline().split("samplez dashboard: ", 1)[1].strip()
         deadline = time.monotonic() + 30
         while True:
@@ -170,7 +175,7 @@ def test_python_m_example_app_serves_and_flushes_everything_when_stopped(memcach
     sent = int(out.split("samplez demo stopped: ")[1].split(" demo requests sent")[0])
     # Every request the traffic sent was measured and flushed before exit
     # (the dashboard's own pages are not measured).
-    samplez.configure(store=samplez.MemcacheStore(memcached.address))
+    samplez.configure(store=backend.store(server))
     latency = [samplez.get(metrics.LATENCY_SAMPLES, period=p) for p in ("current", "previous")]
     assert sent > 0 and sum(r.total_events for r in latency) == sent
 
@@ -179,6 +184,8 @@ def test_python_m_example_app_serves_and_flushes_everything_when_stopped(memcach
     "args, message",
     [
         pytest.param(["--memcache", "host:port"], "--memcache: memcache server must be 'host:port'", id="memcache"),
+        pytest.param(["--redis", "host:6379"], "--redis: redis server must be a URL", id="redis"),
+        pytest.param(["--memcache", "a:1", "--redis", "redis://a"], "are mutually exclusive", id="memcache-and-redis"),
         pytest.param(["--port", "70000"], "--port must be in [0, 65535], got 70000", id="port"),
         pytest.param(["--rate", "0"], "--rate must be in (0, 10000], got 0.0", id="rate"),
     ],

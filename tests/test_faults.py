@@ -1,11 +1,13 @@
-"""Reliability against real failures: memcached processes killed and restarted,
-a server that never answers, a cluster losing a node, a full memcache,
-garbage under our keys, pending samples at interpreter exit, and servers
-that never close a response. (SIGTERM under gunicorn: tests/test_gunicorn.py.)
+"""Reliability against real failures: memcached and Redis processes killed and
+restarted, a server that never answers, a cluster losing a node, a full
+memcache, garbage under our keys, pending samples at interpreter exit, and
+servers that never close a response. (SIGTERM under gunicorn:
+tests/test_gunicorn.py.)
 
 Requests go through ``samplez.Middleware`` (webtest, in process); the
 flusher runs in the background as in production. Nothing is mocked: every
-store is a real memcached this test starts and kills.
+store is a real memcached or redis-server this test starts and kills; the
+tests taking ``backend`` run on both.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from samplez.engine import engine
 from samplez.reservoir.sampling import encode_sample
 from samplez.store import base as ops
 from samplez.store.keys import FORMAT_VERSION
-from samplez.testing import MemcachedServer
-from tests.conftest import Clock, every_counter, unique_name, wsgi_call
+from samplez.testing import MemcachedServer, ServerProcess
+from tests.conftest import Backend, Clock, every_counter, unique_name, wsgi_call
 from tests.proxy import Proxy
 
 DEADLINE = 10.0  # seconds: a bound for polling, never a measured figure
@@ -123,13 +125,13 @@ def fixed_clock() -> Clock:
     return Clock(1_800_000_000.0)
 
 
-# -- one memcached killed and restarted ---------------------------------------
+# -- one server killed and restarted ---------------------------------------
 
 
-def test_memcached_killed_during_load_then_restarted(spawn_memcached, fixed_clock):
-    server = spawn_memcached().start()
+def test_server_killed_during_load_then_restarted(backend: Backend, fixed_clock):
+    server = backend.spawn()
     interval = 0.1
-    store = samplez.MemcacheStore(server.address, dead_timeout=interval)
+    store = backend.store(server, dead_timeout=interval)
     config = reservoir()
     app = webtest.TestApp(samplez.Middleware(make_app(config), store=store, clock=fixed_clock, flush_interval=interval))
 
@@ -148,7 +150,7 @@ def test_memcached_killed_during_load_then_restarted(spawn_memcached, fixed_cloc
             assert app.get(page + suffix, extra_environ=LOOPBACK).status_int == 200
     assert "unreachable" in app.get("/_samplez/", extra_environ=LOOPBACK).text
 
-    spawn_memcached(port=server.port).start()
+    backend.spawn(port=server.port)
     restarted = time.monotonic()
     while samplez.get(config).count("/back") == 0:
         statuses += hit(app, "/back", 5)
@@ -167,9 +169,9 @@ def test_memcached_killed_during_load_then_restarted(spawn_memcached, fixed_cloc
     assert resumed < 2 * interval + 2.0
 
 
-def test_flushes_while_down_count_errors_and_never_raise(spawn_memcached, clock):
-    server = spawn_memcached().start()
-    samplez.configure(store=samplez.MemcacheStore(server.address, dead_timeout=0.05), clock=clock, flush="request")
+def test_flushes_while_down_count_errors_and_never_raise(backend: Backend, clock):
+    server = backend.spawn()
+    samplez.configure(store=backend.store(server, dead_timeout=0.05), clock=clock, flush="request")
     config = reservoir()
     server.kill()
     for i in range(50):
@@ -179,7 +181,7 @@ def test_flushes_while_down_count_errors_and_never_raise(spawn_memcached, clock)
     assert engine.health["last_error"]
     assert engine.pending == 0  # failed events are dropped and counted, not kept forever
 
-    spawn_memcached(port=server.port).start()
+    backend.spawn(port=server.port)
 
     def applied() -> bool:
         samplez.set(config, "again", 1)
@@ -192,10 +194,10 @@ def test_flushes_while_down_count_errors_and_never_raise(spawn_memcached, clock)
 # -- a server that accepts and never answers -----------------------------------
 
 
-def test_server_that_never_answers(spawn_memcached, fixed_clock, caplog):
+def test_server_that_never_answers(backend: Backend, fixed_clock, caplog):
     hang = HangingServer()
     timeout = 2.0
-    store = samplez.MemcacheStore(f"127.0.0.1:{hang.port}", timeout=timeout, dead_timeout=0.1)
+    store = backend.store(hang.port, timeout=timeout, dead_timeout=0.1)
     config = reservoir()
     app = webtest.TestApp(samplez.Middleware(make_app(config), store=store, clock=fixed_clock, flush_interval=0.05))
     try:
@@ -211,7 +213,7 @@ def test_server_that_never_answers(spawn_memcached, fixed_clock, caplog):
     finally:
         hang.close()
 
-    spawn_memcached(port=hang.port).start()
+    backend.spawn(port=hang.port)
 
     def counting() -> bool:
         hit(app, "/back", 1)
@@ -223,17 +225,17 @@ def test_server_that_never_answers(spawn_memcached, fixed_clock, caplog):
 # -- a three-node cluster loses a node -------------------------------------------
 
 
-def node_items(server: MemcachedServer, keys: list[str]) -> dict[str, bytes]:
+def node_items(backend: Backend, server: ServerProcess, keys: list[str]) -> dict[str, bytes]:
     # A read that times out comes back empty: on a loaded machine the
     # default half second read a live node's keys as missing.
-    return samplez.MemcacheStore(server.address, connect_timeout=5, timeout=5).get_many(keys)
+    return backend.store(server, connect_timeout=5, timeout=5).get_many(keys)
 
 
-def test_cluster_node_killed_mid_load(spawn_memcached, fixed_clock):
-    nodes = [spawn_memcached().start() for _ in range(3)]
+def test_cluster_node_killed_mid_load(backend: Backend, fixed_clock):
+    nodes = [backend.spawn() for _ in range(3)]
     # Generous timeouts: on a loaded machine a slow answer must not take a
     # live node out of the ring and move its keys while we snapshot them.
-    store = samplez.MemcacheStore([n.address for n in nodes], connect_timeout=2, timeout=2, dead_timeout=0.2)
+    store = backend.store(nodes, connect_timeout=2, timeout=2, dead_timeout=0.2)
     config = reservoir(samples=300)
     app = webtest.TestApp(samplez.Middleware(make_app(config), store=store, clock=fixed_clock, flush_interval=0.05))
     index = int(fixed_clock() // config.period)
@@ -246,7 +248,7 @@ def test_cluster_node_killed_mid_load(spawn_memcached, fixed_clock):
     # slots, so a read between them would see slots missing.
     samplez.flush()
     assert samplez.get(config).total_events == 600
-    before = [node_items(node, keys) for node in nodes]
+    before = [node_items(backend, node, keys) for node in nodes]
     spread = [len(items) for items in before]
     assert all(count > 20 for count in spread), f"rendezvous hashing should spread the slots: {spread}, {engine.health}"
 
@@ -255,16 +257,16 @@ def test_cluster_node_killed_mid_load(spawn_memcached, fixed_clock):
     statuses += hit(app, "/b", 600)
     samplez.flush()
     for node, items in zip(live, (before[0], before[2])):
-        after = node_items(node, list(items))
+        after = node_items(backend, node, list(items))
         assert set(after) == set(items), "a live node lost keys"
     result = samplez.get(config)
     assert result.unique_samples >= len(before[0]) + len(before[2]) - 2
 
-    spawn_memcached(port=victim.port).start()
+    backend.spawn(port=victim.port)
 
     def victim_serves() -> bool:
         hit(app, "/c", 20)
-        return bool(node_items(victim, keys))
+        return bool(node_items(backend, victim, keys))
 
     eventually(victim_serves)
     assert set(statuses) == {200}
@@ -387,8 +389,9 @@ def every_kind() -> list[tuple[samplez.Metric, Callable[[int], Any], Callable[[A
 
 
 @pytest.mark.parametrize("junk", JUNK)
-def test_garbage_under_every_key_of_every_kind(memcached, fixed_clock, junk):
-    store = samplez.MemcacheStore(memcached.address)
+def test_garbage_under_every_key_of_every_kind(backend: Backend, fixed_clock, junk):
+    server = backend.shared()
+    store = backend.store(server)
     samplez.configure(store=store, clock=fixed_clock, flush="request")
     metrics = every_kind()
     section = samplez.Section("Junk", *[m for m, _, _ in metrics])
@@ -396,7 +399,7 @@ def test_garbage_under_every_key_of_every_kind(memcached, fixed_clock, junk):
         for i in range(40):
             samplez.set(metric, "k" if i % 2 else f"key{i}", feed(i))
     assert samplez.flush().dropped == 0
-    keys = memcached.keys()
+    keys = server.keys()
     assert len(keys) > 100 and all(key.startswith("samplez:") for key in keys)
     results, _ = store.execute([ops.set_(key, junk(i), 600) for i, key in enumerate(keys)])
     assert all(r is True for r in results)
@@ -467,9 +470,9 @@ def test_a_response_closed_from_another_thread_still_counts(samplez_on):
     assert samplez.get(config).count("/elsewhere") == 1
 
 
-def test_every_kind_reads_and_renders_with_the_store_down(spawn_memcached, fixed_clock):
-    server = spawn_memcached().start()
-    store = samplez.MemcacheStore(server.address, connect_timeout=0.2, timeout=0.2)
+def test_every_kind_reads_and_renders_with_the_store_down(backend: Backend, fixed_clock):
+    server = backend.spawn()
+    store = backend.store(server, connect_timeout=0.2, timeout=0.2)
     samplez.configure(store=store, clock=fixed_clock, flush="request")
     metrics = every_kind()
     for metric, feed, _ in metrics:
@@ -494,17 +497,17 @@ def test_every_kind_reads_and_renders_with_the_store_down(spawn_memcached, fixed
     assert dashboard.get("/health?format=json").status_int == 200
 
 
-def test_first_flush_after_a_quick_restart_is_not_lost(spawn_memcached, clock):
+def test_first_flush_after_a_quick_restart_is_not_lost(backend: Backend, clock):
     # The pooled socket died with the old process; the new one never saw a
     # byte of it, so the flush retries once on a fresh socket instead of
     # failing and taking the node out of the ring.
-    server = spawn_memcached().start()
-    samplez.configure(store=samplez.MemcacheStore(server.address), clock=clock, flush="request")
+    server = backend.spawn()
+    samplez.configure(store=backend.store(server), clock=clock, flush="request")
     config = reservoir()
     samplez.set(config, "before", 1)
     assert samplez.flush().applied == 1  # leaves a pooled connection
     server.kill()
-    spawn_memcached(port=server.port).start()
+    backend.spawn(port=server.port)
     for _ in range(25):
         samplez.set(config, "after", 1)
     summary = samplez.flush()

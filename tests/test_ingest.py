@@ -16,7 +16,7 @@ import pytest
 
 import samplez
 from samplez.cli import events as ingest
-from tests.conftest import unique_name
+from tests.conftest import Backend, unique_name
 from tests.processes import python_m, stop
 
 
@@ -182,11 +182,21 @@ def test_the_command_reads_stdin(tmp_path, memcached):
     assert [samplez.get(pageviews)[f"shop{n}"].total for n in range(4)] == [500] * 4
 
 
-def test_the_command_makes_a_calendar_counter_per_event_type(tmp_path, memcached):
+def test_the_command_makes_a_calendar_counter_per_event_type(tmp_path, backend: Backend):
     pageview, order = unique_name("pageview"), unique_name("order")
-    samplez.configure(store=samplez.MemcacheStore(memcached.address))
+    server = backend.shared()
+    samplez.configure(store=backend.store(server))
     lines = [event(pageview, "acme")] * 30 + [event(pageview, "bootic")] * 12 + [event(order, "acme")] * 2
-    proc = command(tmp_path, memcached, "--types", f"{pageview},{order}", stdin=subprocess.PIPE)
+    proc = python_m(
+        "samplez",
+        "ingest",
+        *backend.option(server),
+        "--types",
+        f"{pageview},{order}",
+        paths=[tmp_path],
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+    )
     _, stderr = proc.communicate("\n".join(lines) + "\n", timeout=60)
     assert proc.returncode == 0 and "44 events read, 44 applied, 0 malformed" in stderr, stderr
     pageviews, orders = samplez.CalendarCounter(pageview), samplez.CalendarCounter(order)

@@ -6,7 +6,8 @@
   store the application writes to.
 
 Both take ``--memcache HOST:PORT[,HOST:PORT]`` (default:
-``$SAMPLEZ_MEMCACHE``) and ``--prefix``, and stop cleanly on Ctrl-C or
+``$SAMPLEZ_MEMCACHE``) or ``--redis URL[,URL]`` (default:
+``$SAMPLEZ_REDIS``), and ``--prefix``, and stop cleanly on Ctrl-C or
 SIGTERM.
 """
 

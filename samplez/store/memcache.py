@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import threading
-import time
-from operator import itemgetter
 from typing import Any, Iterable, Sequence
 
-from pymemcache.client.rendezvous import RendezvousHash
+from ..errors import ConfigError
+from .base import Op
+from .cluster import FAILURES_BEFORE_DEAD, ClusterStore, Node, check_timeouts
+from .wire import Connection, StaleConnection
 
-from ..errors import ConfigError, StoreError
-from .base import REFUSED, UNREACHABLE, Op, Store, all_keys_valid, valid_key
-from .wire import Connection, ServerDown, StaleConnection
-
-__all__ = ["MemcacheStore"]
-
-log = logging.getLogger("samplez.store")
+__all__ = ["FAILURES_BEFORE_DEAD", "MemcacheStore"]
 
 
 def _parse_server(server: str) -> tuple[str, int]:
@@ -32,29 +25,15 @@ def _parse_server(server: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _seconds(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-_key_of = itemgetter(1)  # an Op's key, read in C
-
-#: Failed round trips in a row after which a node that still accepts
-#: connections (it times out, or drops them) is taken out of the ring.
-FAILURES_BEFORE_DEAD = 3
-
-
-class _Node:
-    """One server: a small pool of idle connections and its health."""
+class _Node(Node):
+    """One memcached: a small pool of idle connections."""
 
     def __init__(self, name: str, host: str, port: int, connect_timeout: float, timeout: float) -> None:
-        self.name = name
+        super().__init__(name)
         self.host, self.port = host, port
         self.connect_timeout, self.timeout = connect_timeout, timeout
         self.idle: list[Connection] = []
         self.lock = threading.Lock()
-        self.dead_until = 0.0
-        self.failures = 0  # failed round trips in a row
-        self.last_error = ""
 
     def execute(self, ops: Sequence[Op]) -> list[Any]:
         with self.lock:
@@ -83,14 +62,12 @@ class _Node:
         for conn in idle:
             conn.close()
 
-
-def _health(node: _Node, now: float) -> str:
-    if node.dead_until > now:
-        return f"down: {node.last_error}"
-    return f"failing: {node.last_error}" if node.failures else "up"
+    def reset_after_fork(self) -> None:
+        self.idle = []
+        self.lock = threading.Lock()
 
 
-class MemcacheStore(Store):
+class MemcacheStore(ClusterStore):
     """memcached through a pipelined text-protocol client.
 
     One server, or a list of them for a cluster: keys are spread by
@@ -127,112 +104,9 @@ class MemcacheStore(Store):
         names = list(servers)
         if not names:
             raise ConfigError("servers must name at least one memcached, got none")
-        for value, label in ((connect_timeout, "connect_timeout"), (timeout, "timeout")):
-            if not _seconds(value) or not 0 < value <= 60:
-                raise ConfigError(f"{label} must be a number of seconds in (0, 60], got {value!r}")
-        if not _seconds(dead_timeout) or not 0 <= dead_timeout <= 3600:
-            raise ConfigError(f"dead_timeout must be a number of seconds in [0, 3600], got {dead_timeout!r}")
-        self.dead_timeout = float(dead_timeout)
-        self._nodes: dict[str, _Node] = {}
+        check_timeouts(connect_timeout, timeout, dead_timeout)
+        nodes = []
         for server in names:
             host, port = _parse_server(server)
-            name = f"{host}:{port}"
-            self._nodes[name] = _Node(name, host, port, connect_timeout, timeout)
-        self._ring = RendezvousHash(list(self._nodes))
-        self._ring_lock = threading.Lock()
-        self._pid = os.getpid()
-
-    @property
-    def servers(self) -> list[str]:
-        return list(self._nodes)
-
-    def describe(self) -> str:
-        return f"memcache {', '.join(self._nodes)}"
-
-    def health(self) -> dict[str, str]:
-        """``{server: 'up' | 'failing: <last error>' | 'down: <last error>'}``,
-        as the flusher last saw: a failing node keeps its keys, a down one is
-        out of the ring."""
-        now = time.monotonic()
-        return {name: _health(node, now) for name, node in self._nodes.items()}
-
-    def reset_after_fork(self) -> None:
-        # The parent's sockets must never carry the child's commands.
-        for node in self._nodes.values():
-            node.idle = []
-            node.lock = threading.Lock()
-        self._ring_lock = threading.Lock()
-        self._pid = os.getpid()
-
-    def close(self) -> None:
-        for node in self._nodes.values():
-            node.close()
-
-    def _revive(self, now: float) -> None:
-        for name, node in self._nodes.items():
-            if node.dead_until and node.dead_until <= now:
-                node.dead_until = 0.0
-                self._ring.add_node(name)
-
-    def _failed(self, node: _Node, error: StoreError) -> None:
-        """Count a failed round trip to ``node``; take it out of the ring
-        when it is down or has failed too often in a row."""
-        with self._ring_lock:
-            node.failures += 1
-            node.last_error = str(error)
-            if not isinstance(error, ServerDown) and node.failures < FAILURES_BEFORE_DEAD:
-                if node.failures == 1:
-                    log.warning("samplez: %s; its keys stay on it, retried at the next flush", error)
-                return
-            if not node.dead_until:
-                if len(self._nodes) > 1:
-                    self._ring.remove_node(node.name)
-                log.warning("samplez: %s; retrying in %.1fs", error, self.dead_timeout)
-            node.dead_until = time.monotonic() + self.dead_timeout
-
-    def execute(self, ops: Sequence[Op]) -> tuple[list[Any], int]:
-        if not ops:
-            return [], 0
-        keys = list(map(_key_of, ops))
-        bad = [] if all_keys_valid(keys) else [i for i, key in enumerate(keys) if valid_key(key) is None]
-        if bad:
-            # A key with a space or a newline would be read by memcached as
-            # more protocol: refuse it here instead of sending it.
-            log.error("samplez: refused %d malformed memcache keys, e.g. %r", len(bad), ops[bad[0]].key[:80])
-            skip = set(bad)
-            good = [i for i in range(len(ops)) if i not in skip]
-            answers, trips = self.execute([ops[i] for i in good])
-            results: list[Any] = [REFUSED] * len(ops)
-            for i, answer in zip(good, answers):
-                results[i] = answer
-            return results, trips
-        if self._pid != os.getpid():
-            self.reset_after_fork()
-        now = time.monotonic()
-        groups: dict[str, list[int]] = {}
-        with self._ring_lock:
-            self._revive(now)
-            if len(self._nodes) == 1:
-                groups = {next(iter(self._nodes)): list(range(len(ops)))}
-            else:
-                for i, op in enumerate(ops):
-                    groups.setdefault(self._ring.get_node(op.key), []).append(i)
-        results = [UNREACHABLE] * len(ops)
-        trips = 0
-        for name, indices in groups.items():
-            node = self._nodes.get(name)
-            if node is None or node.dead_until > now:
-                continue
-            trips += 1
-            whole = len(indices) == len(ops)  # one server (or one asked): no regrouping
-            try:
-                answers = node.execute(ops if whole else [ops[i] for i in indices])
-            except StoreError as exc:
-                self._failed(node, exc)
-                continue
-            node.failures = 0
-            if whole:
-                return answers, trips
-            for i, answer in zip(indices, answers):
-                results[i] = answer
-        return results, trips
+            nodes.append(_Node(f"{host}:{port}", host, port, connect_timeout, timeout))
+        super().__init__(nodes, dead_timeout)

@@ -10,13 +10,13 @@ command.
 from __future__ import annotations
 
 import codecs
-import errno
 import socket
 import time
 from typing import Any, Sequence
 
 from ..errors import StoreError
 from .base import REFUSED, RELATIVE_TTL_LIMIT, Op
+from .cluster import DOWN_ERRNOS, ServerDown
 
 __all__ = ["Connection", "ServerDown", "StaleConnection"]
 
@@ -36,16 +36,6 @@ class StaleConnection(StoreError):
     """Raised when a reused socket turns out closed before a byte of answer
     came back (the server restarted, or dropped an idle client): the server
     never read the commands, so they are safe to send again on a new one."""
-
-
-class ServerDown(StoreError):
-    """Raised when the server's host refused the connection (nothing
-    listens on the port) or the network has no route to it: the server is
-    down. A timeout is not this: a busy machine answers late too."""
-
-
-#: The errors that say a server is down rather than slow.
-_DOWN = frozenset((errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH))
 
 
 class Connection:
@@ -94,7 +84,7 @@ class Connection:
         except (OSError, ValueError, IndexError) as exc:
             self.close()
             stale = reused and not self._answered and isinstance(exc, ConnectionError)
-            down = isinstance(exc, OSError) and exc.errno in _DOWN
+            down = isinstance(exc, OSError) and exc.errno in DOWN_ERRNOS
             kind = StaleConnection if stale else ServerDown if down else StoreError
             raise kind(f"memcached {self.host}:{self.port}: {exc or type(exc).__name__}") from exc
 
