@@ -19,7 +19,8 @@ any other counter  gauge of the current step (count, distinct items, bits)
 worker heartbeat   gauges ``samplez_worker_*`` labelled ``pid`` and ``host``
 =================  ============================================================
 
-Request metrics (:class:`~samplez.RequestMetrics`) carry ``method`` and
+Request metrics (every :class:`~samplez.RequestMetrics` of the process,
+whatever sections the dashboard shows) carry ``method`` and
 ``route`` labels (the key ``"<METHOD> <route>"`` split at its first space;
 ``(other)`` has ``route`` only) or ``status``, and their durations are in
 seconds. Label values are keys of live traffic: prometheus_client escapes
@@ -254,9 +255,12 @@ def _reader(metric: SamplezMetric, ctx: Context) -> Callable[[Store], Any]:
 
 
 def scrape(sections: Sequence[Section] | None, store: Store | None) -> Scrape:
-    """Read every metric of ``sections`` (``None``: every registered one)
-    and the workers' heartbeats, all reads together."""
-    metrics = list({id(m): m for _, ms in visible_sections(sections) for m in ms}.values())
+    """Read the request metrics the middleware records (whatever sections
+    the dashboard shows), every metric of ``sections`` (``None``: every
+    registered one) and the workers' heartbeats, all reads together."""
+    shown = [m for requests in every_request_metrics() for m in requests.metrics]
+    shown += [m for _, ms in visible_sections(sections) for m in ms]
+    metrics = list({id(m): m for m in shown}.values())
     ctx = reader(store)
     readers = [_reader(metric, ctx) for metric in metrics]
     readers.append(lambda s: read_workers(Context(s, ctx.space, ctx.now)))
