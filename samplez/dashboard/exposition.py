@@ -26,9 +26,10 @@ whatever sections the dashboard shows) carry ``method`` and
 seconds. Label values are keys of live traffic: prometheus_client escapes
 backslashes, quotes and newlines, and a lone surrogate becomes ``?``.
 
-All reads go to the store together (:func:`~samplez.store.prefetch.read_together`):
-a scrape costs three round trips whatever the number of metrics and keys.
-A scrape that cannot read the store answers 503, so Prometheus records
+Metrics are read one after the other, each in its own pipelined round
+trips (a reservoir one, a counter two: its key index, then its keys' data;
+a bitmap three), so a scrape's round trips grow with the metrics, never
+with the keys. A scrape that cannot read the store answers 503, so Prometheus records
 ``up == 0`` rather than zeros that would read as counter resets.
 """
 
@@ -50,8 +51,7 @@ from ..flush import Context
 from ..metric import Metric as SamplezMetric
 from ..metric import Section
 from ..requests import every_request_metrics
-from ..store.base import Store
-from ..store.prefetch import read_together
+from ..store.base import Op, Store, count_failures
 from ..workers import read_workers
 from .views import reader, visible_sections
 
@@ -244,45 +244,54 @@ def _claims(family: Metric) -> set[str]:
     return {family.name, *(family.name + suffix for suffix in extra.get(family.type, ()))}
 
 
-def _reader(metric: SamplezMetric, ctx: Context) -> Callable[[Store], Any]:
-    def read(store: Store) -> Any:
-        at = Context(store, ctx.space, ctx.now)
-        if metric.kind == "reservoir":
-            return metric.read(at, period="current")
-        return list(metric.read(at).items())
+class _Counted(Store):
+    """The store, counting a scrape's round trips and failed reads."""
 
-    return read
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.kind, self.shared = store.kind, store.shared
+        self.round_trips = 0
+        self.failures = 0
+
+    def execute(self, ops: Sequence[Op]) -> tuple[list[Any], int]:
+        results, trips = self.store.execute(ops)
+        self.round_trips += trips
+        self.failures += count_failures(results)
+        return results, trips
+
+
+def _read(metric: Any, ctx: Context) -> Any:
+    if metric.kind == "reservoir":
+        return metric.read(ctx, period="current")
+    return list(metric.read(ctx).items())
 
 
 def scrape(sections: Sequence[Section] | None, store: Store | None) -> Scrape:
     """Read the request metrics the middleware records (whatever sections
     the dashboard shows), every metric of ``sections`` (``None``: every
-    registered one) and the workers' heartbeats, all reads together."""
+    registered one) and the workers' heartbeats. A metric that fails to
+    read is logged and left out; the others are still shown."""
     shown = [m for requests in every_request_metrics() for m in requests.metrics]
     shown += [m for _, ms in visible_sections(sections) for m in ms]
     metrics = list({id(m): m for m in shown}.values())
-    ctx = reader(store)
-    readers = [_reader(metric, ctx) for metric in metrics]
-    readers.append(lambda s: read_workers(Context(s, ctx.space, ctx.now)))
-    together = read_together(ctx.store, readers)
+    at = reader(store)
+    counted = _Counted(at.store)
+    ctx = Context(counted, at.space, at.now)
     labelers = _labelers(metrics)
     families: list[Metric] = []
     claimed: set[str] = set()
-    for metric, read in zip(metrics, together.values):
+    for metric in metrics:
         try:
-            if isinstance(read, Exception):
-                raise read
-            new = _families(metric, read, labelers.get(id(metric)))
+            new = _families(metric, _read(metric, ctx), labelers.get(id(metric)))
         except Exception:
             log.exception("samplez /metrics: reading %s failed; left out", metric.name)
             continue
         families += _unclaimed(new, claimed, metric.name)
-    beats = together.values[-1]
-    if isinstance(beats, Exception):
-        log.error("samplez /metrics: reading the workers failed: %r", beats)
-    else:
-        families += _unclaimed(_workers(beats), claimed, "workers")
-    return Scrape(families, together.round_trips, together.failures)
+    try:
+        families += _unclaimed(_workers(read_workers(ctx)), claimed, "workers")
+    except Exception:
+        log.exception("samplez /metrics: reading the workers failed; left out")
+    return Scrape(families, counted.round_trips, counted.failures)
 
 
 def _unclaimed(new: list[Metric], claimed: set[str], owner: str) -> list[Metric]:
