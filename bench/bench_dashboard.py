@@ -27,7 +27,7 @@ EVENTS = 50_000
 KEYS = 2_000
 
 
-def call(app: Any, path: str, query: str = "") -> tuple[float, int, str]:
+def call(app: Any, path: str, query: str = "", accept: str = "") -> tuple[float, int, str]:
     """Serve one page in-process; seconds, body bytes and status."""
     environ = {
         "REQUEST_METHOD": "GET",
@@ -39,6 +39,8 @@ def call(app: Any, path: str, query: str = "") -> tuple[float, int, str]:
         "wsgi.url_scheme": "http",
         "wsgi.input": None,
     }
+    if accept:
+        environ["HTTP_ACCEPT"] = accept
     status: list[str] = []
 
     def start_response(code: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:

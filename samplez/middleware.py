@@ -115,6 +115,9 @@ class Middleware:
     :param dashboard_path: where the dashboard answers; ``None`` for nowhere.
     :param auth: dashboard access: ``None`` for loopback clients only, a
         callable ``(environ) -> bool``, or ``('user', 'password')``.
+    :param metrics_auth: access to ``<dashboard_path>/metrics`` (the
+        Prometheus exposition), in the same forms; ``None`` leaves it to
+        ``auth``.
     :param sections: what the dashboard shows (default: every section).
     :param request_metrics: ``True`` (default) records every request's
         endpoint, status and latency in the process's
@@ -136,6 +139,7 @@ class Middleware:
         store: Any = _UNSET,
         dashboard_path: str | None = "/_samplez",
         auth: Any = None,
+        metrics_auth: Any = None,
         sections: Any = None,
         request_metrics: bool | RequestMetrics = True,
         exclude: Iterable[str] = (),
@@ -168,6 +172,7 @@ class Middleware:
         self.app = app
         self.dashboard_path = dashboard_path
         self.auth = auth
+        self.metrics_auth = metrics_auth
         self.sections = sections
         self._dashboard: Callable[..., Iterable[bytes]] | None = None
 
@@ -201,7 +206,7 @@ class Middleware:
         if self._dashboard is None:
             from .dashboard import Dashboard
 
-            self._dashboard = Dashboard(sections=self.sections, auth=self.auth)
+            self._dashboard = Dashboard(sections=self.sections, auth=self.auth, metrics_auth=self.metrics_auth)
         inner = dict(environ)
         inner["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + self.dashboard_path
         inner["PATH_INFO"] = rest

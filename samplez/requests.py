@@ -12,6 +12,7 @@ reservoir an hour, so the overview can chart the last hour.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from . import checks
@@ -20,12 +21,13 @@ from .metric import Section
 from .reservoir import Config
 from .routes import UNMATCHED, collapse
 
-__all__ = ["RequestMetrics", "default_request_metrics", "request_key"]
+__all__ = ["RequestMetrics", "default_request_metrics", "every_request_metrics", "request_key"]
 
 #: Methods counted under their own name; any other is ``OTHER``, so that
 #: made-up methods cannot add keys.
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"))
 SECTION = "Requests"
+_made: weakref.WeakSet[RequestMetrics] = weakref.WeakSet()
 
 
 class RequestMetrics:
@@ -70,6 +72,7 @@ class RequestMetrics:
             f"{prefix}_slowest", window, buckets, max_keys=max_keys, title="Slowest response by endpoint"
         )
         self.section = Section(SECTION, self.requests, self.statuses, self.latency, self.slowest)
+        _made.add(self)
 
     @property
     def metrics(self) -> tuple[Any, ...]:
@@ -98,6 +101,12 @@ def request_key(method: str, route: str | None, path: str, status: str) -> str:
     if route is None:
         route = UNMATCHED if status == "404" else collapse(path or "/")
     return f"{method} {route}"
+
+
+def every_request_metrics() -> list[RequestMetrics]:
+    """Every live :class:`RequestMetrics` of the process, so that readers
+    (the Prometheus exposition) know which keys are ``"<METHOD> <route>"``."""
+    return list(_made)
 
 
 _default: RequestMetrics | None = None

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def environment(paths: Sequence[Path | str] = (), **extra: str) -> dict[str, str]:
     """os.environ with the checkout (and ``paths``) importable and no
     samplez settings leaking in from the developer's shell."""
-    env = {k: v for k, v in os.environ.items() if k not in ("SAMPLEZ_MEMCACHE", "SAMPLEZ_REDIS", "SAMPLEZ_AUTH")}
+    samplez_settings = ("SAMPLEZ_MEMCACHE", "SAMPLEZ_REDIS", "SAMPLEZ_AUTH", "SAMPLEZ_METRICS_AUTH")
+    env = {k: v for k, v in os.environ.items() if k not in samplez_settings}
     env["PYTHONPATH"] = os.pathsep.join([*map(str, paths), str(ROOT)])
     env.update(extra)
     return env

@@ -102,11 +102,30 @@ def test_the_dashboard_alone_can_ask_for_basic_auth(memcached):
         assert stop(proc)[0] == 0
 
 
+def test_the_dashboard_alone_serves_metrics_to_its_own_credentials(memcached):
+    samplez.configure(store=samplez.MemcacheStore(memcached.address))
+    samplez.set(metrics.REQUESTS, "GET /api/items")
+    assert samplez.flush().applied == 1
+    sections = ["--sections", "example_app.metrics:TRAFFIC"]
+    proc, url = dashboard(
+        ["--memcache", memcached.address], *sections, "--auth", "ops:s3cret", "--metrics-auth", "prom:pw"
+    )
+    try:
+        prom = "Basic " + base64.b64encode(b"prom:pw").decode()
+        assert get(url, Authorization=prom)[0] == 401
+        status, body = get(url + "metrics", Authorization=prom)
+        assert status == 200
+        assert b'samplez_requests_1m_total{key="GET /api/items"} 1.0' in body
+    finally:
+        assert stop(proc)[0] == 0
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         pytest.param(["dashboard", "--sections", "nowhere:X"], "cannot import 'nowhere'", id="sections"),
         pytest.param(["dashboard", "--auth", "nopassword"], "--auth must be USER:PASSWORD", id="auth"),
+        pytest.param(["dashboard", "--metrics-auth", ":pw"], "--metrics-auth must be USER:PASSWORD", id="metrics-auth"),
         pytest.param(["dashboard", "--memcache", "a:b:c"], "--memcache: memcache server must be", id="memcache"),
         pytest.param(["dashboard", "--redis", "a:6379"], "--redis: redis server must be a URL", id="redis"),
         pytest.param(

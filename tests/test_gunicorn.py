@@ -5,8 +5,8 @@ none is lost or applied twice), and SIGTERM flushes what is pending."""
 from __future__ import annotations
 
 import contextlib
-import os
 import http.client
+import os
 import signal
 import socket
 import subprocess

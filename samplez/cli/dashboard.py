@@ -1,5 +1,6 @@
-"""``python -m samplez dashboard``: serve the dashboard (and its JSON
-pages) alone, reading the store the application writes to."""
+"""``python -m samplez dashboard``: serve the dashboard (its JSON pages
+and ``/metrics`` for Prometheus) alone, reading the store the application
+writes to."""
 
 from __future__ import annotations
 
@@ -27,7 +28,22 @@ def add_command(commands: argparse._SubParsersAction, common: argparse.ArgumentP
         metavar="USER:PASSWORD",
         help="HTTP basic auth (default: $SAMPLEZ_AUTH; without it, loopback clients only)",
     )
+    serve.add_argument(
+        "--metrics-auth",
+        default=os.environ.get("SAMPLEZ_METRICS_AUTH") or None,
+        metavar="USER:PASSWORD",
+        help="HTTP basic auth for /metrics alone (default: $SAMPLEZ_METRICS_AUTH; without it, as the dashboard)",
+    )
     serve.set_defaults(run=run)
+
+
+def _credentials(value: str | None, option: str, variable: str) -> tuple[str, str] | None:
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise UsageError(f"{option} must be USER:PASSWORD (or set ${variable})")
+    return user, password
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,14 +58,10 @@ def run(args: argparse.Namespace) -> int:
             (sections if isinstance(thing, Section) else loose).append(thing)  # type: ignore[arg-type]
     if loose:
         sections.append(Section("Other", *loose))
-    auth = None
-    if args.auth:
-        user, sep, password = args.auth.partition(":")
-        if not sep or not user or not password:
-            raise UsageError("--auth must be USER:PASSWORD (or set $SAMPLEZ_AUTH)")
-        auth = (user, password)
+    auth = _credentials(args.auth, "--auth", "SAMPLEZ_AUTH")
+    metrics_auth = _credentials(args.metrics_auth, "--metrics-auth", "SAMPLEZ_METRICS_AUTH")
     use_store(args, "dashboard")
-    app = Dashboard(sections=sections or None, auth=auth)
+    app = Dashboard(sections=sections or None, auth=auth, metrics_auth=metrics_auth)
     server = make_server(args.host, args.port, app, threaded=True)
     print(f"samplez dashboard: http://{args.host}:{server.server_port}/", flush=True)
     if auth is None and args.host not in ("127.0.0.1", "localhost", "::1"):

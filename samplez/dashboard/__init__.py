@@ -28,15 +28,22 @@ class Dashboard:
     :param auth: ``None`` answers loopback clients only (403 otherwise), a
         callable ``(environ) -> bool`` decides per request, and
         ``('user', 'password')`` asks for HTTP basic auth.
+    :param metrics_auth: who may read ``/metrics`` (the Prometheus
+        exposition), in the same forms as ``auth``; ``None`` leaves it to
+        ``auth``. A Prometheus server is rarely on loopback: give it
+        ``('prometheus', 'secret')`` here and ``basic_auth`` in its scrape
+        config.
 
     >>> from werkzeug.middleware.dispatcher import DispatcherMiddleware
     >>> app = DispatcherMiddleware(app, {'/stats': samplez.Dashboard(auth=('ops', 's3cret'))})
     """
 
-    def __init__(self, sections: Any = None, store: Store | None = None, auth: Any = None) -> None:
+    def __init__(
+        self, sections: Any = None, store: Store | None = None, auth: Any = None, metrics_auth: Any = None
+    ) -> None:
         from .app import DashboardApp
 
-        self._app = DashboardApp(sections, store, auth)
+        self._app = DashboardApp(sections, store, auth, metrics_auth)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         return self._app(environ, start_response)

@@ -7,6 +7,8 @@ Pages (each with a JSON twin via ``?format=json``):
 ``/config/<name>``             one config or counter
 ``/config/<name>/key?key=...`` one key: its samples and histogram, or its reading
 ``/health``                    the flusher and the store
+``/metrics``                   every metric for Prometheus (``exposition``);
+                               access by ``metrics_auth`` when given
 ``/api/stats/track/<key|all>/<name>/<year>[/<month>[/<day>[/<hour>]]]``
                                a calendar counter's counts (JSON only)
 
@@ -53,6 +55,7 @@ _TRACK = "/api/stats/track/<key>/<name>/<year>"
 ROUTES = [
     ("/", "index", None),
     ("/health", "health", None),
+    ("/metrics", "metrics", None),
     ("/config/<name>", "metric", None),
     ("/config/<name>/key", "key", None),
     ("/static/samplez.css", "css", None),
@@ -69,12 +72,15 @@ URL_MAP = Map([Rule(path, endpoint=name, defaults=defaults, methods=["GET"]) for
 class DashboardApp:
     """The pages of one :class:`samplez.Dashboard`; its arguments are checked here."""
 
-    def __init__(self, sections: Any = None, store: Store | None = None, auth: Any = None) -> None:
+    def __init__(
+        self, sections: Any = None, store: Store | None = None, auth: Any = None, metrics_auth: Any = None
+    ) -> None:
         self.sections = _check_sections(sections)
         if store is not None and not isinstance(store, Store):
             raise ConfigError(f"store must be a samplez store (MemcacheStore, MemoryStore) or None, got {store!r}")
         self.store = store
         self._guard = access.guard(auth)
+        self._metrics_guard = self._guard if metrics_auth is None else access.guard(metrics_auth)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         try:
@@ -88,7 +94,8 @@ class DashboardApp:
     # -- dispatch -------------------------------------------------------------
 
     def _respond(self, environ: dict[str, Any]) -> Response:
-        refused = self._guard(environ)
+        metrics = environ.get("PATH_INFO") == "/metrics"
+        refused = (self._metrics_guard if metrics else self._guard)(environ)
         if refused is not None:
             return refused
         request = Request(environ)
@@ -105,6 +112,10 @@ class DashboardApp:
                 return Response(status=204)
             if endpoint == "calendar":
                 return self._calendar(**values)
+            if endpoint == "metrics":
+                from .exposition import metrics_response  # prometheus_client, for scrapes only
+
+                return metrics_response(environ, self.sections, self.store)
             query = parse_query(request.args)
             page = Page(adapter, query, endpoint, values)
             return getattr(self, "_" + endpoint)(page, request, **values)
