@@ -57,6 +57,8 @@ def environment() -> jinja2.Environment:
         pct=formatting.pct,
         duration=formatting.duration,
         when=formatting.when,
+        rate=formatting.rate,
+        megabytes=formatting.megabytes,
     )
     env.globals.update(
         sparkline=svg.sparkline,
@@ -74,7 +76,7 @@ def environment() -> jinja2.Environment:
 #: config's ``key_name``.
 HEADERS = {
     "count": "Samples",
-    "frequency": "Frequency /s",
+    "frequency": "Frequency",
     "average": "Average",
     "min": "Min",
     "max": "Max",
