@@ -22,7 +22,7 @@ from .api import configure
 from .batch import RequestBatch, current
 from .engine import _UNSET, engine
 from .errors import ConfigError
-from .requests import RequestMetrics, default_request_metrics, request_key
+from .requests import RequestMetrics, default_request_metrics, leading, request_key
 
 __all__ = ["ClosingBody", "Middleware"]
 
@@ -119,7 +119,8 @@ class Middleware:
     :param dashboard_path: where the dashboard answers; ``None`` for nowhere.
     :param auth: dashboard access: ``None`` for loopback clients only, a
         callable ``(environ) -> bool``, or ``('user', 'password')``.
-    :param sections: what the dashboard shows (default: every section).
+    :param sections: what the dashboard shows (default: every section),
+        after the request metrics' section.
     :param request_metrics: ``True`` (default) records every request's
         endpoint, status and latency in the process's
         :class:`~samplez.RequestMetrics`; pass one of your own to tune it,
@@ -204,7 +205,7 @@ class Middleware:
         if self._dashboard is None:
             from .dashboard import Dashboard
 
-            self._dashboard = Dashboard(sections=self.sections, auth=self.auth)
+            self._dashboard = Dashboard(sections=leading(self.sections, self.request_metrics), auth=self.auth)
         inner = dict(environ)
         inner["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + self.dashboard_path
         inner["PATH_INFO"] = rest

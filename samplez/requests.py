@@ -12,16 +12,17 @@ reservoir an hour, so the overview can chart the last hour.
 
 from __future__ import annotations
 
-from typing import Any
+import weakref
+from typing import Any, Iterable
 
 from . import checks
 from .batch import RequestBatch
 from .counters import RollingCounter, RollingMax
-from .metric import Section
+from .metric import Metric, Section
 from .reservoir import Config
 from .routes import UNMATCHED, collapse
 
-__all__ = ["RequestMetrics", "default_request_metrics", "request_key"]
+__all__ = ["RequestMetrics", "default_request_metrics", "leading", "request_key", "request_sections", "shown_in"]
 
 #: Methods counted under their own name; any other is ``OTHER``, so that
 #: made-up methods cannot add keys.
@@ -73,6 +74,7 @@ class RequestMetrics:
         self.section = Section(SECTION, self.requests, self.statuses, self.latency, self.slowest)
         self._by_key = (self.requests,), (self.latency,), (self.slowest,)
         self._by_status = (self.statuses,)
+        _made.add(self)
 
     @property
     def metrics(self) -> tuple[Any, ...]:
@@ -102,6 +104,9 @@ def request_key(method: str, route: str | None, path: str, status: str) -> str:
 
 
 _default: RequestMetrics | None = None
+#: Every RequestMetrics alive, so a dashboard can tell which of the metrics
+#: it shows are request metrics and open on their overview.
+_made: weakref.WeakSet[RequestMetrics] = weakref.WeakSet()
 
 
 def default_request_metrics() -> RequestMetrics:
@@ -111,3 +116,40 @@ def default_request_metrics() -> RequestMetrics:
     if _default is None:
         _default = RequestMetrics()
     return _default
+
+
+def _alive() -> list[RequestMetrics]:
+    """Every RequestMetrics alive, the process's default first."""
+    made = sorted(_made, key=lambda m: m.requests.name)
+    return ([_default] if _default is not None else []) + [m for m in made if m is not _default]
+
+
+def request_sections() -> list[Section]:
+    """The sections of every RequestMetrics alive, the default's first."""
+    return [metrics.section for metrics in _alive()]
+
+
+def leading(sections: Any, metrics: RequestMetrics | None) -> Any:
+    """A dashboard's ``sections`` with ``metrics``' section first, so that
+    a middleware given sections of its own still opens on the overview of
+    its requests. ``None`` (every section) and anything but a Section or an
+    iterable of them (the dashboard refuses it) are returned as given."""
+    if sections is None or metrics is None:
+        return sections
+    if isinstance(sections, Section):
+        sections = (sections,)
+    elif isinstance(sections, (str, bytes)) or not isinstance(sections, Iterable):
+        return sections
+    given = tuple(sections)
+    return given if metrics.section in given else (metrics.section, *given)
+
+
+def shown_in(metrics: Iterable[Metric]) -> RequestMetrics | None:
+    """The :class:`RequestMetrics` whose four metrics are all among
+    ``metrics`` (what a dashboard shows), the process's default first;
+    ``None`` when there is none (request metrics off, or not shown)."""
+    shown = {id(metric) for metric in metrics}
+    for candidate in _alive():
+        if all(id(metric) in shown for metric in candidate.metrics):
+            return candidate
+    return None

@@ -97,7 +97,7 @@ def test_visitors_without_a_user_id_count_by_address(site):
 def test_the_dashboard_shows_every_kind_of_config_and_counter(site):
     site.get("/shop/acme/product/1", headers={"Cookie": "uid=3"})
     page = site.get("/_samplez/?format=json").json
-    assert [s["title"] for s in page["sections"]] == [s.title for s in metrics.SECTIONS]
+    assert [s["title"] for s in page["sections"]] == ["Requests", *(s.title for s in metrics.SECTIONS)]
     assert {m["kind"] for s in page["sections"] for m in s["metrics"]} == KINDS
     assert "Popular content" in site.get("/_samplez/").text
 

@@ -20,6 +20,7 @@ from ..engine import engine
 from ..flush import Context
 from ..metric import Metric, Section
 from ..registry import registered_metrics, registered_sections
+from ..requests import request_sections
 from ..reservoir import PERIODS, ROW_FIELDS, SampleResult
 from ..store.base import Store
 from ..workers import read_workers
@@ -64,10 +65,13 @@ def reader(store: Store | None) -> Context:
 
 def visible_sections(sections: Sequence[Section] | None) -> list[tuple[str, list[Metric]]]:
     """``(title, metrics)`` pairs to show: the given sections, or every
-    registered section plus the metrics in none of them under "Other"."""
+    registered section (request metrics first) plus the metrics in none of
+    them under "Other"."""
     if sections is not None:
         return [(s.title, list(s.metrics)) for s in sections]
-    shown = [(s.title, list(s.metrics)) for s in registered_sections()]
+    first = {id(section) for section in request_sections()}
+    registered = sorted(registered_sections(), key=lambda section: id(section) not in first)
+    shown = [(s.title, list(s.metrics)) for s in registered]
     grouped = {id(m) for _, metrics in shown for m in metrics}
     others = sorted((m for m in registered_metrics() if id(m) not in grouped), key=lambda m: m.name)
     if others:
