@@ -102,6 +102,19 @@ def test_the_dashboard_shows_every_kind_of_config_and_counter(site):
     assert "Popular content" in site.get("/_samplez/").text
 
 
+def test_the_dashboard_opens_on_the_overview_of_the_flask_routes(site):
+    for path in ("/content/1", "/content/2", "/shop/acme/product/1", "/nowhere"):
+        site.get(path, status="*")
+    overview = site.get("/_samplez/?format=json").json["overview"]
+    assert overview["enabled"] and overview["requests"] == 4
+    assert {row["key"]: row["requests"] for row in overview["busiest"]} == {
+        "GET /content/<int:item>": 2,
+        "GET /shop/<account>/product/<int:item>": 1,
+        "GET (unmatched)": 1,
+    }
+    assert {row["key"] for row in overview["slowest"]} == {row["key"] for row in overview["busiest"]}
+
+
 def test_page_views_per_account_answer_the_calendar_api(site, clock):
     for _ in range(2):
         site.get("/shop/acme/product/1")

@@ -15,7 +15,7 @@ import math
 import time
 from typing import Any
 
-__all__ = ["duration", "jsonable", "megabytes", "num", "pct", "rate", "when"]
+__all__ = ["clock_times", "duration", "jsonable", "megabytes", "milliseconds", "num", "pct", "rate", "when"]
 
 DASH = "–"
 #: Per second, minute, hour and day: a rate takes the first unit in which
@@ -104,6 +104,17 @@ def when(timestamp: object) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
     except (OverflowError, OSError, ValueError):
         return DASH
+
+
+def milliseconds(value: object) -> str:
+    """A duration in ms: ``12.3 ms``."""
+    return num(value, "ms") if num(value) != DASH else DASH
+
+
+def clock_times(start: float, step: float, count: int) -> list[str]:
+    """``count`` times of day (``14:05``, UTC) ``step`` seconds apart from
+    ``start``: the labels of a timeline's points."""
+    return [time.strftime("%H:%M", time.gmtime(start + i * step)) for i in range(count)]
 
 
 def jsonable(value: Any, depth: int = 0) -> Any:

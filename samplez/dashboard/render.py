@@ -65,7 +65,12 @@ def environment() -> jinja2.Environment:
         bars=svg.bars,
         histogram=svg.histogram,
         meter=svg.meter,
+        timeline=svg.timeline,
+        clock_times=formatting.clock_times,
         fmt=formatting.num,
+        fmt_rate=formatting.rate,
+        fmt_pct=formatting.pct,
+        fmt_ms=formatting.milliseconds,
         COLUMNS=COLUMNS,
         HOURS=[f"{hour:02d}:00" for hour in range(24)],
     )

@@ -23,8 +23,8 @@ from ..registry import registered_metrics, registered_sections
 from ..requests import request_sections
 from ..reservoir import PERIODS, ROW_FIELDS, SampleResult
 from ..store.base import Store
-from ..workers import read_workers
-from .formatting import jsonable
+from ..workers import EVERY, read_workers
+from .formatting import duration, jsonable, num
 from .svg import histogram_bins
 
 __all__ = [
@@ -37,11 +37,32 @@ __all__ = [
     "metric_view",
     "parse_date",
     "visible_sections",
+    "worker_view",
 ]
 
 log = logging.getLogger("samplez")
 
 ORDERS = ("asc", "desc")
+#: A worker whose last flush is older than this is flagged: a live one
+#: flushes (and sends its heartbeat) every EVERY seconds, idle or not.
+STUCK_AFTER = 3 * EVERY
+#: What a worker's row shows of its heartbeat (a field it lacks is None).
+WORKER_FIELDS = (
+    "id",
+    "pid",
+    "host",
+    "started",
+    "rss",
+    "cpu",
+    "requests",
+    "pending",
+    "applied",
+    "dropped",
+    "errors",
+    "flushes",
+    "last_flush",
+    "seen",
+)
 SORTS = ROW_FIELDS
 OTHER = "Other"
 
@@ -222,16 +243,47 @@ def health_view(store: Store | None) -> dict[str, Any]:
     except Exception:
         log.exception("samplez dashboard: reading the workers failed")
         live = []
+    now = time.time()
     return {
-        "now": time.time(),
+        "now": now,
         "flusher": jsonable(flusher),
-        "workers": jsonable(live),
+        "workers": jsonable([worker_view(beat, now) for beat in live]),
         "store": {
             "kind": store.kind,
             "description": store.describe(),
             "shared": bool(store.shared),
             "servers": jsonable(servers),
         },
+    }
+
+
+def _number(value: object) -> float | None:
+    """``value`` if it is a finite number (a heartbeat is another process's
+    JSON: trust no field's type)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def worker_view(beat: dict[str, Any], now: float) -> dict[str, Any]:
+    """One worker's heartbeat with its uptime and the age of its last
+    flush (``now`` and the heartbeat's times are wall-clock seconds), and
+    ``problems``: why it looks stuck, if it does. A worker that has not
+    flushed yet is as late as its age."""
+    started, last_flush = _number(beat.get("started")), _number(beat.get("last_flush"))
+    since = last_flush if last_flush is not None else started
+    age = now - since if since is not None else None
+    dropped = _number(beat.get("dropped"))
+    problems = []
+    if age is None or age > STUCK_AFTER:
+        problems.append(f"no flush for {duration(age)}" if age is not None else "no flush time")
+    if dropped:
+        problems.append(f"dropped {num(dropped)} events")
+    return {
+        **{field: beat.get(field) for field in WORKER_FIELDS},
+        "uptime": now - started if started is not None else None,
+        "last_flush_age": age,
+        "problems": problems,
     }
 
 
