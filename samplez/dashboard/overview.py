@@ -24,12 +24,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from ..flush import Context
 from ..metric import Metric
 from ..requests import RequestMetrics, shown_in
 from ..reservoir import PERIODS
 from ..reservoir.result import percentile
 from .formatting import jsonable
+from .views import PageContext
 
 __all__ = ["NOW_SECONDS", "QUANTILES", "TOP", "overview_view"]
 
@@ -77,7 +77,7 @@ class Grid:
         return max(self.count - math.ceil(NOW_SECONDS / self.step), 0)
 
 
-def overview_view(shown: Iterable[Metric], ctx: Context) -> dict[str, Any]:
+def overview_view(shown: Iterable[Metric], ctx: PageContext) -> dict[str, Any]:
     """The overview of the request metrics among ``shown`` (the metrics on
     the dashboard); a plain message, not an error, when request metrics are
     off or nothing was recorded yet."""
@@ -91,7 +91,7 @@ def overview_view(shown: Iterable[Metric], ctx: Context) -> dict[str, Any]:
         return {"enabled": True, "message": None, "error": f"could not read: {type(exc).__name__}"}
 
 
-def _overview(metrics: RequestMetrics, ctx: Context) -> dict[str, Any]:
+def _overview(metrics: RequestMetrics, ctx: PageContext) -> dict[str, Any]:
     grid = Grid.of(metrics.requests, ctx.now)
     requests = _readings(metrics.requests, ctx)
     per_key = {key: reading.total for key, reading in requests.items()}
@@ -125,9 +125,9 @@ def _minutes(grid: Grid) -> str:
     return "hour" if minutes == 60 else f"{minutes} minutes"
 
 
-def _readings(counter: Any, ctx: Context) -> dict[str, Any]:
+def _readings(counter: Any, ctx: PageContext) -> dict[str, Any]:
     """Each key the counter lists, with its reading."""
-    result = counter.read(ctx)
+    result = ctx.read(counter)
     return {key: result[key] for key in result.keys()}
 
 
@@ -142,7 +142,7 @@ def _sum_buckets(series: Iterable[Sequence[float]]) -> list[float]:
     return totals
 
 
-def _status_buckets(metrics: RequestMetrics, ctx: Context) -> tuple[list[float], list[float]]:
+def _status_buckets(metrics: RequestMetrics, ctx: PageContext) -> tuple[list[float], list[float]]:
     """Per bucket: 5xx responses, and every response."""
     statuses = _readings(metrics.statuses, ctx)
     answered = _sum_buckets(r.buckets for r in statuses.values()) or [0] * metrics.statuses.buckets
@@ -150,12 +150,12 @@ def _status_buckets(metrics: RequestMetrics, ctx: Context) -> tuple[list[float],
     return errors or [0] * len(answered), answered
 
 
-def _latency_samples(metrics: RequestMetrics, ctx: Context, grid: Grid) -> list[tuple[str, int, float]]:
+def _latency_samples(metrics: RequestMetrics, ctx: PageContext, grid: Grid) -> list[tuple[str, int, float]]:
     """``(key, bucket, ms)`` for every latency sample in the window, from the
     reservoir's previous and current periods."""
     found = []
     for period in PERIODS:
-        result = metrics.latency.read(ctx, period=period)
+        result = ctx.read(metrics.latency, period=period)
         for key in result.keys():
             for when, value in result.samples(key):
                 i = grid.index(when)
@@ -221,7 +221,7 @@ def _busiest(per_key: dict[str, int], total: float, since: float) -> list[dict[s
     ]
 
 
-def _slowest(metrics: RequestMetrics, ctx: Context, samples: list[tuple[str, int, float]]) -> list[dict[str, Any]]:
+def _slowest(metrics: RequestMetrics, ctx: PageContext, samples: list[tuple[str, int, float]]) -> list[dict[str, Any]]:
     """The :data:`TOP` endpoints with the highest p95 latency over the
     window, with their p50, p99 and the window's exact maximum."""
     by_key: dict[str, list[float]] = {}

@@ -13,7 +13,7 @@ import logging
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from ..engine import engine
@@ -78,10 +78,26 @@ class Query:
     format: str = "html"
 
 
-def reader(store: Store | None) -> Context:
+@dataclass
+class PageContext(Context):
+    """A page's context: where and when to read, and what the page has
+    read, so that a metric shown twice on a page (in the overview and in
+    its card) is read from the store once."""
+
+    done: dict[tuple[int, str], Any] = field(default_factory=dict)
+
+    def read(self, metric: Metric, period: str | None = None) -> Any:
+        """``metric.read`` (of ``period``, for a reservoir), once per page."""
+        key = (id(metric), period or "")
+        if key not in self.done:
+            self.done[key] = metric.read(self, period=period) if period else metric.read(self)
+        return self.done[key]
+
+
+def reader(store: Store | None) -> PageContext:
     """Where and when to read: the given store (or the engine's), with the
     engine's key prefix and clock."""
-    return Context(store if store is not None else engine.store, engine.space, engine.clock())
+    return PageContext(store if store is not None else engine.store, engine.space, engine.clock())
 
 
 def visible_sections(sections: Sequence[Section] | None) -> list[tuple[str, list[Metric]]]:
@@ -104,7 +120,7 @@ def _identity(metric: Metric) -> dict[str, Any]:
     return {"name": metric.name, "title": metric.title, "kind": metric.kind}
 
 
-def metric_view(metric: Metric, ctx: Context, query: Query) -> dict[str, Any]:
+def metric_view(metric: Metric, ctx: PageContext, query: Query) -> dict[str, Any]:
     """One metric's table: a reservoir's rows and summary, or a counter's
     keys with value and series."""
     try:
@@ -116,8 +132,8 @@ def metric_view(metric: Metric, ctx: Context, query: Query) -> dict[str, Any]:
         return {**_identity(metric), "reachable": False, "error": f"could not read: {type(exc).__name__}"}
 
 
-def _reservoir(config: Any, ctx: Context, query: Query) -> dict[str, Any]:
-    result = config.read(ctx, period=query.period)
+def _reservoir(config: Any, ctx: PageContext, query: Query) -> dict[str, Any]:
+    result = ctx.read(config, period=query.period)
     rows = top_rows(result, query.sort, query.limit, reverse=query.order == "desc")
     return {
         **_identity(config),
@@ -168,8 +184,8 @@ def _reading(reading: Any) -> tuple[Any, list[Any]]:
     return value, list(series) if series is not None else []
 
 
-def _counter(metric: Metric, ctx: Context, query: Query) -> dict[str, Any]:
-    result = metric.read(ctx)
+def _counter(metric: Metric, ctx: PageContext, query: Query) -> dict[str, Any]:
+    result = ctx.read(metric)
     keys = list(result.keys()) if hasattr(result, "keys") else []
     rows = []
     for key in keys:
