@@ -22,7 +22,7 @@ from .api import configure
 from .batch import RequestBatch, current
 from .engine import _UNSET, engine
 from .errors import ConfigError
-from .requests import RequestMetrics, default_request_metrics, request_key
+from .requests import RequestMetrics, default_request_metrics, leading, request_key
 
 __all__ = ["Middleware", "Response"]
 
@@ -118,7 +118,8 @@ class Middleware:
     :param metrics_auth: access to ``<dashboard_path>/metrics`` (the
         Prometheus exposition), in the same forms; ``None`` leaves it to
         ``auth``.
-    :param sections: what the dashboard shows (default: every section).
+    :param sections: what the dashboard shows (default: every section),
+        after the request metrics' section.
     :param request_metrics: ``True`` (default) records every request's
         endpoint, status and latency in the process's
         :class:`~samplez.RequestMetrics`; pass one of your own to tune it,
@@ -206,7 +207,9 @@ class Middleware:
         if self._dashboard is None:
             from .dashboard import Dashboard
 
-            self._dashboard = Dashboard(sections=self.sections, auth=self.auth, metrics_auth=self.metrics_auth)
+            self._dashboard = Dashboard(
+                sections=leading(self.sections, self.request_metrics), auth=self.auth, metrics_auth=self.metrics_auth
+            )
         inner = dict(environ)
         inner["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + self.dashboard_path
         inner["PATH_INFO"] = rest

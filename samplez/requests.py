@@ -13,20 +13,30 @@ reservoir an hour, so the overview can chart the last hour.
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import Any, Iterable
 
 from . import checks
 from .counters import RollingCounter, RollingMax
-from .metric import Section
+from .metric import Metric, Section
 from .reservoir import Config
 from .routes import UNMATCHED, collapse
 
-__all__ = ["RequestMetrics", "default_request_metrics", "every_request_metrics", "request_key"]
+__all__ = [
+    "RequestMetrics",
+    "default_request_metrics",
+    "every_request_metrics",
+    "leading",
+    "request_key",
+    "request_sections",
+    "shown_in",
+]
 
 #: Methods counted under their own name; any other is ``OTHER``, so that
 #: made-up methods cannot add keys.
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"))
 SECTION = "Requests"
+#: Every RequestMetrics alive, so readers (the overview, the Prometheus
+#: exposition) know which metrics are request metrics.
 _made: weakref.WeakSet[RequestMetrics] = weakref.WeakSet()
 
 
@@ -119,3 +129,40 @@ def default_request_metrics() -> RequestMetrics:
     if _default is None:
         _default = RequestMetrics()
     return _default
+
+
+def _alive() -> list[RequestMetrics]:
+    """Every RequestMetrics alive, the process's default first."""
+    made = sorted(_made, key=lambda m: m.requests.name)
+    return ([_default] if _default is not None else []) + [m for m in made if m is not _default]
+
+
+def request_sections() -> list[Section]:
+    """The sections of every RequestMetrics alive, the default's first."""
+    return [metrics.section for metrics in _alive()]
+
+
+def leading(sections: Any, metrics: RequestMetrics | None) -> Any:
+    """A dashboard's ``sections`` with ``metrics``' section first, so that
+    a middleware given sections of its own still opens on the overview of
+    its requests. ``None`` (every section) and anything but a Section or an
+    iterable of them (the dashboard refuses it) are returned as given."""
+    if sections is None or metrics is None:
+        return sections
+    if isinstance(sections, Section):
+        sections = (sections,)
+    elif isinstance(sections, (str, bytes)) or not isinstance(sections, Iterable):
+        return sections
+    given = tuple(sections)
+    return given if metrics.section in given else (metrics.section, *given)
+
+
+def shown_in(metrics: Iterable[Metric]) -> RequestMetrics | None:
+    """The :class:`RequestMetrics` whose four metrics are all among
+    ``metrics`` (what a dashboard shows), the process's default first;
+    ``None`` when there is none (request metrics off, or not shown)."""
+    shown = {id(metric) for metric in metrics}
+    for candidate in _alive():
+        if all(id(metric) in shown for metric in candidate.metrics):
+            return candidate
+    return None

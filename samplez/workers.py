@@ -27,9 +27,11 @@ from .store.keys import FORMAT_VERSION, digest
 
 __all__ = ["EVERY", "TTL", "Heartbeat", "read_workers"]
 
-#: Seconds between heartbeats, and how long one lives.
+#: Seconds between heartbeats, and how long one lives: longer than the
+#: dashboard's "no flush for 3 heartbeats" flag, so that a worker whose
+#: flusher stopped is shown stuck for most of a minute before it is gone.
 EVERY = 5.0
-TTL = 15
+TTL = 60
 #: A listing never names more workers than this (a runaway spawner).
 MAX_WORKERS = 1000
 _VERSION = bytes([FORMAT_VERSION])

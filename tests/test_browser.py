@@ -2,7 +2,7 @@
 against a real HTTP server on a loopback port.
 
 Set ``SAMPLEZ_SCREENSHOT=docs/dashboard.png`` to also run the demo site
-under generated traffic and save a screenshot of its dashboard there.
+under generated traffic and save a screenshot of its overview there.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import pytest
 
 import samplez
+from samplez.engine import engine
 from samplez.registry import unregister
 from tests.conftest import Clock, unique_name
 
@@ -97,6 +98,65 @@ def dashboard_url(clock: Clock) -> Iterator[str]:
         unregister(section)
 
 
+@pytest.fixture
+def site_url(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A raw WSGI site behind the middleware, with ten minutes of requests
+    (some failing) at the injected clock, and a fresh heartbeat."""
+    monkeypatch.setitem(engine.health, "dropped", 0)  # what earlier tests dropped is not this site's
+    import urllib.error
+    import urllib.request
+
+    def site(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        failing = environ["PATH_INFO"].startswith("/fail")
+        start_response("500 Internal Server Error" if failing else "200 OK", [("Content-Type", "text/plain")])
+        return [b"site"]
+
+    samplez.configure(store=samplez.MemoryStore(clock=clock), clock=clock, flush="request")
+    metrics = samplez.RequestMetrics(prefix=unique_name("http"))
+    app = samplez.Middleware(site, request_metrics=metrics, sections=samplez.Section("Site", metrics.latency))
+    with serve(app) as url:
+        for minute in range(10):
+            for path in ("/users/1", "/users/2", "/orders/9f86d081", "/fail/3")[: 2 + minute % 3]:
+                try:
+                    urllib.request.urlopen(url + path).read()
+                except urllib.error.HTTPError:
+                    pass
+            clock.advance(60)
+        engine.heartbeat.last = -float("inf")
+        samplez.flush()
+        yield url + "/_samplez"
+    unregister(metrics.section)
+
+
+def test_the_overview_renders_its_charts_and_endpoints(page, site_url):
+    response = page.goto(site_url + "/")
+    assert response.status == 200 and "default-src 'none'" in response.headers["content-security-policy"]
+    assert page.locator("svg.timeline").count() == 3
+    assert page.locator("svg.timeline polyline, svg.timeline circle").count() >= 5  # p50, p95, p99 and more
+    assert page.locator("svg.timeline rect.hover").count() == 3 * 60
+    busiest = page.locator("table.busiest tbody td.k").all_inner_texts()
+    assert busiest[0] == "GET /users/<int>" and "GET /orders/<hex>" in busiest
+    assert len(page.locator("table.slowest tbody tr").all()) == 3
+    assert page.locator(".kpis").first.text_content().count("Latency p") == 3
+    # The timelines are drawn at their width, not collapsed.
+    assert page.locator("svg.timeline").first.bounding_box()["width"] > 300
+    with page.expect_navigation():
+        page.locator("table.slowest tbody td.k a").first.click()
+    assert "/key?key=" in page.url and page.locator("svg.histogram").count() == 1
+    assert page.errors == []
+
+
+def test_the_health_page_lists_the_workers(page, site_url):
+    page.goto(site_url + "/")
+    with page.expect_navigation():
+        page.locator(".kpis a[href*=health]").click()
+    rows = page.locator("table.workers tbody tr")
+    assert rows.count() >= 1
+    assert str(os.getpid()) in rows.first.inner_text().replace(",", "")
+    assert page.locator("table.workers td.status").first.inner_text() == "ok"
+    assert page.errors == []
+
+
 def first_table_keys(tab: Any) -> list[str]:
     return tab.locator("table.data").first.locator("tbody td.k").all_inner_texts()
 
@@ -148,19 +208,41 @@ def test_key_drill_down_and_json_twin(page, dashboard_url):
     assert page.errors == []
 
 
+class TimeLapse:
+    """The wall clock sped up ``speed`` times from now, until frozen: an
+    hour's charts fill with minutes of demo traffic in seconds."""
+
+    def __init__(self, speed: float) -> None:
+        self.origin, self.speed = time.time(), speed
+        self.frozen: float | None = None
+
+    def __call__(self) -> float:
+        if self.frozen is not None:
+            return self.frozen
+        return self.origin + (time.time() - self.origin) * self.speed
+
+    def freeze(self) -> None:
+        self.frozen = self()
+
+
 @pytest.mark.skipif(not os.environ.get("SAMPLEZ_SCREENSHOT"), reason="set SAMPLEZ_SCREENSHOT=<path.png> to run")
 def test_screenshot_of_the_demo(page):
-    """The demo site (every kind of config and counter) under traffic."""
+    """The demo site under its own traffic, in a time lapse (40 minutes of
+    demo time in 40 s), opened on its overview."""
     from example_app.site import create_app
     from example_app.traffic import Traffic
 
+    lapse = TimeLapse(speed=60)
+    samplez.configure(store=samplez.MemoryStore(clock=lapse), clock=lapse)
     with serve(create_app(flush_interval=0.2)) as url:
         host, port = url.rsplit(":", 1)
         traffic = Traffic(host.split("//")[1], int(port), rate=300, threads=3, seed=7).start()
-        time.sleep(float(os.environ.get("SAMPLEZ_SCREENSHOT_SECONDS", "20")))
+        time.sleep(float(os.environ.get("SAMPLEZ_SCREENSHOT_SECONDS", "40")))
         traffic.stop()
+        lapse.freeze()
+        engine.heartbeat.last = -float("inf")
         samplez.flush()
-        page.set_viewport_size({"width": 1280, "height": 2400})
+        page.set_viewport_size({"width": 1280, "height": 1400})
         page.goto(url + "/_samplez/?limit=6")
         page.screenshot(path=os.environ["SAMPLEZ_SCREENSHOT"], full_page=False)
         assert page.errors == []

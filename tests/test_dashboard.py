@@ -135,7 +135,7 @@ def test_index_shows_sections_configs_and_the_summary(app, latency):
     assert table_keys(page.text)[:3] == ["/a", "/b", "/c"]  # by frequency
     assert "61</b> events" in page.text and "4</b> unique keys" in page.text
     assert ">URL<" in page.text and "<small> ms</small>" in page.text
-    for header in ("Samples", "Frequency /s", "Average", "Min", "Max", "p50", "p95", "p99", "Share"):
+    for header in ("Samples", "Frequency", "Average", "Min", "Max", "p50", "p95", "p99", "Share"):
         assert f">{header}<" in page.text
 
 

@@ -98,9 +98,22 @@ def test_visitors_without_a_user_id_count_by_address(site):
 def test_the_dashboard_shows_every_kind_of_config_and_counter(site):
     site.get("/shop/acme/product/1", headers={"Cookie": "uid=3"})
     page = site.get("/_samplez/?format=json").json
-    assert [s["title"] for s in page["sections"]] == [s.title for s in metrics.SECTIONS]
+    assert [s["title"] for s in page["sections"]] == ["Requests", *(s.title for s in metrics.SECTIONS)]
     assert {m["kind"] for s in page["sections"] for m in s["metrics"]} == KINDS
     assert "Popular content" in site.get("/_samplez/").text
+
+
+def test_the_dashboard_opens_on_the_overview_of_the_flask_routes(site):
+    for path in ("/content/1", "/content/2", "/shop/acme/product/1", "/nowhere"):
+        site.get(path, status="*")
+    overview = site.get("/_samplez/?format=json").json["overview"]
+    assert overview["enabled"] and overview["requests"] == 4
+    assert {row["key"]: row["requests"] for row in overview["busiest"]} == {
+        "GET /content/<int:item>": 2,
+        "GET /shop/<account>/product/<int:item>": 1,
+        "GET (unmatched)": 1,
+    }
+    assert {row["key"] for row in overview["slowest"]} == {row["key"] for row in overview["busiest"]}
 
 
 def test_page_views_per_account_answer_the_calendar_api(site, clock):

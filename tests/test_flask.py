@@ -72,7 +72,10 @@ def test_middleware_serves_the_dashboard_at_its_path(samplez_on, section):
     client = app.test_client()
     get(client, "/items/5")
     page = client.get("/ops/samplez/?format=json").json
-    assert [m["name"] for s in page["sections"] for m in s["metrics"]] == [m.name for m in section.metrics]
+    # The request metrics come first, then the sections given.
+    assert [s["title"] for s in page["sections"]] == ["Requests", "Flask"]
+    assert [m["name"] for m in page["sections"][1]["metrics"]] == [m.name for m in section.metrics]
+    assert page["overview"]["busiest"] == [{"key": "GET /items/<int:item>", "requests": 1, "rate": 1.0, "share": 1.0}]
     assert client.get("/items/x").status_code == 404  # the app's own routes are untouched
 
 

@@ -3,7 +3,7 @@
 
 Pages (each with a JSON twin via ``?format=json``):
 
-``/``                          every section: reservoir tables, counters, health
+``/``                          the overview (traffic, endpoints, workers), then every section
 ``/config/<name>``             one config or counter
 ``/config/<name>/key?key=...`` one key: its samples and histogram, or its reading
 ``/health``                    the flusher and the store
@@ -31,6 +31,7 @@ from ..errors import ConfigError
 from ..metric import Metric, Section
 from ..store.base import Store
 from . import access
+from .overview import overview_view
 from .render import Page, clip, error_page, json_response, parse_query, stylesheet
 from .views import calendar_view, health_view, key_view, metric_view, parse_date, reader, visible_sections
 
@@ -133,13 +134,15 @@ class DashboardApp:
 
     def _index(self, page: Page, request: Request) -> Response:
         ctx = reader(self.store)
+        shown = visible_sections(self.sections)
         sections: list[dict[str, Any]] = [
-            {"title": title, "metrics": [metric_view(m, ctx, page.query) for m in metrics]}
-            for title, metrics in visible_sections(self.sections)
+            {"title": title, "metrics": [metric_view(m, ctx, page.query) for m in metrics]} for title, metrics in shown
         ]
         unreachable = [m["name"] for s in sections for m in s["metrics"] if not m["reachable"]]
         data = {**page.query_dict(), "sections": sections, "unreachable": unreachable}
+        data["overview"] = overview_view([m for _, metrics in shown for m in metrics], ctx)
         data["health"] = health_view(self.store)
+        data["workers"] = data["health"]["workers"]
         return page.render("index.html", data)
 
     def _metric(self, page: Page, request: Request, name: str) -> Response:

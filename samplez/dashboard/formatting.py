@@ -3,8 +3,10 @@ for JSON.
 
 Numbers are meant to be read at a glance: integers with thousands
 separators, other values with three significant digits (``12.3``,
-``0.0456``, ``1,235``). JSON gets the raw values, with anything JSON cannot
-hold (NaN, infinities, tuples, non-str keys) made valid.
+``0.0456``, ``1,235``). A rate reads in the unit that puts it at one or
+more (``6.6 /h``, not ``0.00184 /s``). JSON gets the raw values, with
+anything JSON cannot hold (NaN, infinities, tuples, non-str keys) made
+valid.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import math
 import time
 from typing import Any
 
-__all__ = ["duration", "jsonable", "num", "pct", "when"]
+__all__ = ["clock_times", "duration", "jsonable", "megabytes", "milliseconds", "num", "pct", "rate", "when"]
 
 DASH = "–"
+#: Per second, minute, hour and day: a rate takes the first unit in which
+#: it is at least one, or the last.
+RATE_UNITS = (("/s", 1), ("/min", 60), ("/h", 3600), ("/d", 86400))
 
 
 def num(value: object, units: str = "") -> str:
@@ -34,6 +39,37 @@ def num(value: object, units: str = "") -> str:
     else:
         text = f"{value:.3g}"
     return f"{text} {units}" if units else text
+
+
+def rate(per_second: object) -> str:
+    """Events per second in a unit a person reads: ``12 /s``, ``30 /min``,
+    ``6.6 /h``, ``8.6 /d``, with two significant digits (rates are
+    estimates), whole numbers from 100 up; a dash for None."""
+    if isinstance(per_second, bool) or not isinstance(per_second, (int, float)):
+        return DASH
+    if not math.isfinite(per_second) or per_second < 0:
+        return DASH
+    if per_second == 0:
+        return "0 /s"
+    for unit, seconds in RATE_UNITS:
+        if per_second * seconds >= 1:
+            return _in_unit(per_second * seconds, unit)
+    return _in_unit(per_second * seconds, unit)
+
+
+def _in_unit(scaled: float, unit: str) -> str:
+    if scaled >= 99.5:
+        return f"{scaled:,.0f} {unit}"
+    if scaled < 0.01:
+        return f"< 0.01 {unit}"
+    return f"{scaled:.2g} {unit}"
+
+
+def megabytes(size: object) -> str:
+    """A size in bytes as ``41.2 MB``."""
+    if isinstance(size, bool) or not isinstance(size, (int, float)):
+        return DASH
+    return num(size / 2**20, "MB")
 
 
 def pct(value: object) -> str:
@@ -68,6 +104,17 @@ def when(timestamp: object) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
     except (OverflowError, OSError, ValueError):
         return DASH
+
+
+def milliseconds(value: object) -> str:
+    """A duration in ms: ``12.3 ms``."""
+    return num(value, "ms") if num(value) != DASH else DASH
+
+
+def clock_times(start: float, step: float, count: int) -> list[str]:
+    """``count`` times of day (``14:05``, UTC) ``step`` seconds apart from
+    ``start``: the labels of a timeline's points."""
+    return [time.strftime("%H:%M", time.gmtime(start + i * step)) for i in range(count)]
 
 
 def jsonable(value: Any, depth: int = 0) -> Any:

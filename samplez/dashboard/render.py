@@ -57,13 +57,20 @@ def environment() -> jinja2.Environment:
         pct=formatting.pct,
         duration=formatting.duration,
         when=formatting.when,
+        rate=formatting.rate,
+        megabytes=formatting.megabytes,
     )
     env.globals.update(
         sparkline=svg.sparkline,
         bars=svg.bars,
         histogram=svg.histogram,
         meter=svg.meter,
+        timeline=svg.timeline,
+        clock_times=formatting.clock_times,
         fmt=formatting.num,
+        fmt_rate=formatting.rate,
+        fmt_pct=formatting.pct,
+        fmt_ms=formatting.milliseconds,
         COLUMNS=COLUMNS,
         HOURS=[f"{hour:02d}:00" for hour in range(24)],
     )
@@ -74,7 +81,7 @@ def environment() -> jinja2.Environment:
 #: config's ``key_name``.
 HEADERS = {
     "count": "Samples",
-    "frequency": "Frequency /s",
+    "frequency": "Frequency",
     "average": "Average",
     "min": "Min",
     "max": "Max",

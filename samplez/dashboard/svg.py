@@ -1,4 +1,5 @@
-"""Inline SVG charts for the dashboard: sparklines, bar charts, histograms.
+"""Inline SVG charts for the dashboard: sparklines, bar charts, histograms,
+and timelines (one or more series over time, with axes).
 
 Charts are drawn on the server as small SVG fragments, so the pages need no
 script and no external asset (the Content-Security-Policy forbids both).
@@ -14,7 +15,7 @@ from typing import Callable, Iterable, Sequence
 
 from markupsafe import Markup, escape
 
-__all__ = ["bars", "histogram", "histogram_bins", "meter", "sparkline"]
+__all__ = ["bars", "histogram", "histogram_bins", "meter", "sparkline", "timeline"]
 
 Formatter = Callable[[float], str]
 
@@ -150,3 +151,82 @@ def meter(fraction: object, width: int = 48, height: int = 6) -> Markup:
         f'<svg class="meter" viewBox="0 0 {width} {height}" width="{width}" height="{height}" aria-hidden="true">'
         f'<rect class="track" width="{width}" height="{height}"/><rect width="{filled:.1f}" height="{height}"/></svg>'
     )
+
+
+def _gaps(values: Iterable[object]) -> list[float | None]:
+    """The finite numbers of ``values``, anything else ``None`` (a gap)."""
+    return [
+        float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+        for v in values
+    ]
+
+
+def _runs(points: Sequence[tuple[float, float] | None]) -> list[list[tuple[float, float]]]:
+    """The unbroken stretches of ``points`` between gaps."""
+    runs: list[list[tuple[float, float]]] = [[]]
+    for point in points:
+        if point is None:
+            if runs[-1]:
+                runs.append([])
+        else:
+            runs[-1].append(point)
+    return [run for run in runs if run]
+
+
+def _shown(value: float | None, fmt: Formatter) -> str:
+    return "–" if value is None else fmt(value)
+
+
+def timeline(
+    lines: Sequence[Sequence[object]],
+    label: str = "",
+    names: Sequence[str] = (),
+    times: Sequence[str] = (),
+    fmt: Formatter = str,
+    axis: tuple[str, str] = ("", ""),
+    width: int = 400,
+    height: int = 130,
+) -> Markup:
+    """Each series of ``lines`` (oldest first, equally long; ``None`` is a
+    gap) as a line from 0 to the largest value, with the largest and 0
+    written on the y axis and ``axis`` (start, end) under the x axis. Each
+    point in time has a tooltip: its ``times`` entry and every series'
+    value (``names[j]: fmt(value)``)."""
+    count = max((len(line) for line in lines), default=0)
+    series = [_gaps(line) + [None] * (count - len(line)) for line in lines]
+    if all(v is None for s in series for v in s):
+        return Markup('<span class="muted">no data</span>')
+    left, bottom, pad = 52, 18, 6
+    plot_w, plot_h = width - left - pad, height - bottom - pad
+    top = max(v for s in series for v in s if v is not None) or 1.0
+    slot = plot_w / count
+
+    def place(i: int, value: float | None) -> tuple[float, float] | None:
+        if value is None:
+            return None
+        return left + (i + 0.5) * slot, pad + plot_h - min(max(value / top, 0.0), 1.0) * plot_h
+
+    base = pad + plot_h
+    parts = [
+        f'<line class="axis" x1="{left}" y1="{base}" x2="{width - pad}" y2="{base}"/>',
+        f'<line class="grid" x1="{left}" y1="{pad}" x2="{width - pad}" y2="{pad}"/>',
+        f'<text x="{left - 4}" y="{pad + 4}" text-anchor="end">{escape(fmt(top))}</text>',
+        f'<text x="{left - 4}" y="{base}" text-anchor="end">0</text>',
+        f'<text x="{left}" y="{height - 4}">{escape(axis[0])}</text>',
+        f'<text x="{width - pad}" y="{height - 4}" text-anchor="end">{escape(axis[1])}</text>',
+    ]
+    for j, values in enumerate(series):
+        for run in _runs([place(i, v) for i, v in enumerate(values)]):
+            if len(run) == 1:
+                parts.append(f'<circle class="s{j}" cx="{run[0][0]:.1f}" cy="{run[0][1]:.1f}" r="1.5"/>')
+            else:
+                points = " ".join(f"{x:.1f},{y:.1f}" for x, y in run)
+                parts.append(f'<polyline class="s{j}" points="{points}"/>')
+    for i in range(count):
+        readings = ", ".join(f"{names[j] if j < len(names) else j}: {_shown(s[i], fmt)}" for j, s in enumerate(series))
+        when = f"{times[i]} " if i < len(times) else ""
+        parts.append(
+            f'<rect class="hover" x="{left + i * slot:.1f}" y="{pad}" width="{slot:.1f}" height="{plot_h}">'
+            f"<title>{escape(when + readings)}</title></rect>"
+        )
+    return _svg("timeline", width, height, label, "".join(parts))

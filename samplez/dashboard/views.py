@@ -13,17 +13,18 @@ import logging
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from ..engine import engine
 from ..flush import Context
 from ..metric import Metric, Section
 from ..registry import registered_metrics, registered_sections
+from ..requests import request_sections
 from ..reservoir import PERIODS, ROW_FIELDS, SampleResult
 from ..store.base import Store
-from ..workers import read_workers
-from .formatting import jsonable
+from ..workers import EVERY, read_workers
+from .formatting import duration, jsonable, num
 from .svg import histogram_bins
 
 __all__ = [
@@ -36,11 +37,32 @@ __all__ = [
     "metric_view",
     "parse_date",
     "visible_sections",
+    "worker_view",
 ]
 
 log = logging.getLogger("samplez")
 
 ORDERS = ("asc", "desc")
+#: A worker whose last flush is older than this is flagged: a live one
+#: flushes (and sends its heartbeat) every EVERY seconds, idle or not.
+STUCK_AFTER = 3 * EVERY
+#: What a worker's row shows of its heartbeat (a field it lacks is None).
+WORKER_FIELDS = (
+    "id",
+    "pid",
+    "host",
+    "started",
+    "rss",
+    "cpu",
+    "requests",
+    "pending",
+    "applied",
+    "dropped",
+    "errors",
+    "flushes",
+    "last_flush",
+    "seen",
+)
 SORTS = ROW_FIELDS
 OTHER = "Other"
 
@@ -56,18 +78,37 @@ class Query:
     format: str = "html"
 
 
-def reader(store: Store | None) -> Context:
+@dataclass
+class PageContext(Context):
+    """A page's context: where and when to read, and what the page has
+    read, so that a metric shown twice on a page (in the overview and in
+    its card) is read from the store once."""
+
+    done: dict[tuple[int, str], Any] = field(default_factory=dict)
+
+    def read(self, metric: Metric, period: str | None = None) -> Any:
+        """``metric.read`` (of ``period``, for a reservoir), once per page."""
+        key = (id(metric), period or "")
+        if key not in self.done:
+            self.done[key] = metric.read(self, period=period) if period else metric.read(self)
+        return self.done[key]
+
+
+def reader(store: Store | None) -> PageContext:
     """Where and when to read: the given store (or the engine's), with the
     engine's key prefix and clock."""
-    return Context(store if store is not None else engine.store, engine.space, engine.clock())
+    return PageContext(store if store is not None else engine.store, engine.space, engine.clock())
 
 
 def visible_sections(sections: Sequence[Section] | None) -> list[tuple[str, list[Metric]]]:
     """``(title, metrics)`` pairs to show: the given sections, or every
-    registered section plus the metrics in none of them under "Other"."""
+    registered section (request metrics first) plus the metrics in none of
+    them under "Other"."""
     if sections is not None:
         return [(s.title, list(s.metrics)) for s in sections]
-    shown = [(s.title, list(s.metrics)) for s in registered_sections()]
+    first = {id(section) for section in request_sections()}
+    registered = sorted(registered_sections(), key=lambda section: id(section) not in first)
+    shown = [(s.title, list(s.metrics)) for s in registered]
     grouped = {id(m) for _, metrics in shown for m in metrics}
     others = sorted((m for m in registered_metrics() if id(m) not in grouped), key=lambda m: m.name)
     if others:
@@ -79,7 +120,7 @@ def _identity(metric: Metric) -> dict[str, Any]:
     return {"name": metric.name, "title": metric.title, "kind": metric.kind}
 
 
-def metric_view(metric: Metric, ctx: Context, query: Query) -> dict[str, Any]:
+def metric_view(metric: Metric, ctx: PageContext, query: Query) -> dict[str, Any]:
     """One metric's table: a reservoir's rows and summary, or a counter's
     keys with value and series."""
     try:
@@ -91,8 +132,8 @@ def metric_view(metric: Metric, ctx: Context, query: Query) -> dict[str, Any]:
         return {**_identity(metric), "reachable": False, "error": f"could not read: {type(exc).__name__}"}
 
 
-def _reservoir(config: Any, ctx: Context, query: Query) -> dict[str, Any]:
-    result = config.read(ctx, period=query.period)
+def _reservoir(config: Any, ctx: PageContext, query: Query) -> dict[str, Any]:
+    result = ctx.read(config, period=query.period)
     rows = top_rows(result, query.sort, query.limit, reverse=query.order == "desc")
     return {
         **_identity(config),
@@ -143,8 +184,8 @@ def _reading(reading: Any) -> tuple[Any, list[Any]]:
     return value, list(series) if series is not None else []
 
 
-def _counter(metric: Metric, ctx: Context, query: Query) -> dict[str, Any]:
-    result = metric.read(ctx)
+def _counter(metric: Metric, ctx: PageContext, query: Query) -> dict[str, Any]:
+    result = ctx.read(metric)
     keys = list(result.keys()) if hasattr(result, "keys") else []
     rows = []
     for key in keys:
@@ -218,16 +259,47 @@ def health_view(store: Store | None) -> dict[str, Any]:
     except Exception:
         log.exception("samplez dashboard: reading the workers failed")
         live = []
+    now = time.time()
     return {
-        "now": time.time(),
+        "now": now,
         "flusher": jsonable(flusher),
-        "workers": jsonable(live),
+        "workers": jsonable([worker_view(beat, now) for beat in live]),
         "store": {
             "kind": store.kind,
             "description": store.describe(),
             "shared": bool(store.shared),
             "servers": jsonable(servers),
         },
+    }
+
+
+def _number(value: object) -> float | None:
+    """``value`` if it is a finite number (a heartbeat is another process's
+    JSON: trust no field's type)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def worker_view(beat: dict[str, Any], now: float) -> dict[str, Any]:
+    """One worker's heartbeat with its uptime and the age of its last
+    flush (``now`` and the heartbeat's times are wall-clock seconds), and
+    ``problems``: why it looks stuck, if it does. A worker that has not
+    flushed yet is as late as its age."""
+    started, last_flush = _number(beat.get("started")), _number(beat.get("last_flush"))
+    since = last_flush if last_flush is not None else started
+    age = now - since if since is not None else None
+    dropped = _number(beat.get("dropped"))
+    problems = []
+    if age is None or age > STUCK_AFTER:
+        problems.append(f"no flush for {duration(age)}" if age is not None else "no flush time")
+    if dropped:
+        problems.append(f"dropped {num(dropped)} events")
+    return {
+        **{field: beat.get(field) for field in WORKER_FIELDS},
+        "uptime": now - started if started is not None else None,
+        "last_flush_age": age,
+        "problems": problems,
     }
 
 
