@@ -51,8 +51,18 @@ class Response:
         return self._start_response(status, headers, exc_info)
 
     def finish(self) -> None:
-        """The response is over: record the request and fold its batch. Runs
-        as a response closes, so it never raises."""
+        """The response is over: :meth:`end` it, then apply the batch if
+        ``flush='request'``. Runs as a response closes, so it never raises."""
+        self.end()
+        if engine.flush_mode == "request":
+            try:
+                engine.flush()
+            except Exception:
+                log.exception("samplez: flush after the response failed")
+
+    def end(self) -> None:
+        """Record the request and fold its batch: in-memory work only, so
+        an event loop may call it. Never raises."""
         if self.metrics is not None:
             ms = (time.perf_counter() - self.started) * 1000
             try:
@@ -62,11 +72,6 @@ class Response:
                 log.exception("samplez: recording the request failed")
         self.batch.close()
         engine.request_served()
-        if engine.flush_mode == "request":
-            try:
-                engine.flush()
-            except Exception:
-                log.exception("samplez: flush after the response failed")
 
 
 class ClosingBody:
