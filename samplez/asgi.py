@@ -16,7 +16,8 @@ held briefly, and the flusher thread applies the process batch. With
 ``flush='request'`` the flush runs on a thread of its own, not on the
 event loop. The dashboard is the WSGI :class:`~samplez.Middleware`'s,
 served by a2wsgi, which runs it on a thread pool. Lifespan and websocket
-scopes pass through untouched.
+scopes pass through untouched; as the lifespan ends, the middleware
+flushes what is pending (see :meth:`ASGIMiddleware._lifespan`).
 """
 
 from __future__ import annotations
@@ -117,6 +118,12 @@ def _flush() -> None:
         log.exception("samplez: flush after the response failed")
 
 
+def _flush_at_exit() -> None:
+    """The flush the process makes at exit; the server serves nothing by
+    now, so the loop may wait for it."""
+    engine._at_exit()
+
+
 def matched_route(scope: Scope, root_path: str, status: str) -> str | None:
     """The template of the Starlette/FastAPI route that matched the request,
     as Starlette's router leaves it in ``scope["route"]``: the path of the
@@ -197,7 +204,7 @@ class ASGIMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            await (self._lifespan if scope["type"] == "lifespan" else self.app)(scope, receive, send)
             return
         path = scope.get("path", "")
         root_path = scope.get("root_path", "")
@@ -217,6 +224,39 @@ class ASGIMiddleware:
         finally:
             current.reset(token)
             exchange.finish()  # a request that raises still contributes its samples
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the lifespan through, and flush what is pending as it ends:
+        uvicorn ends a process by re-raising SIGTERM after its shutdown,
+        which skips ``atexit``. An app that does not speak lifespan (it
+        raised before sending anything: Django) has it spoken for it, so
+        that its server still says when it shuts down."""
+        heard: list[str] = []
+        said: list[str] = []
+
+        async def listen() -> Message:
+            message = await receive()
+            heard.append(message["type"])
+            return message
+
+        async def tell(message: Message) -> None:
+            said.append(message["type"])
+            if message["type"] == "lifespan.shutdown.complete":
+                _flush_at_exit()
+            await send(message)
+
+        try:
+            await self.app(scope, listen, tell)
+        except Exception:
+            if said:
+                raise
+            log.debug("samplez: the app does not speak lifespan; samplez answers for it", exc_info=True)
+            if not heard:
+                await receive()  # lifespan.startup
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # lifespan.shutdown
+            _flush_at_exit()
+            await send({"type": "lifespan.shutdown.complete"})
 
     async def _serve_dashboard(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._dashboard is None:
