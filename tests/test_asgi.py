@@ -336,6 +336,35 @@ def test_lifespan_and_websockets_pass_through(on):
     assert request_totals() == {}
 
 
+async def http_only(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An app that does not speak lifespan, as Django's ASGI handler."""
+    if scope["type"] != "http":
+        raise ValueError(f"only http, not {scope['type']}")
+    await raw_app(scope, receive, send)
+
+
+@pytest.mark.parametrize("app", [pytest.param(starlette_app, id="speaks"), pytest.param(http_only, id="does-not")])
+def test_what_is_pending_is_flushed_as_the_lifespan_ends(on, app):
+    wrapped = samplez.ASGIMiddleware(app) if app is http_only else app()
+
+    async def lifespan() -> list[str]:
+        said: list[str] = []
+        inbox = asyncio.Queue[dict[str, Any]]()
+        inbox.put_nowait({"type": "lifespan.startup"})
+
+        async def tell(message: dict[str, Any]) -> None:
+            said.append(message["type"])
+            if message["type"] == "lifespan.startup.complete":
+                samplez.set(HITS, "pending")  # not flushed: the flusher waits an hour
+                inbox.put_nowait({"type": "lifespan.shutdown"})
+
+        await wrapped({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, tell)
+        return said
+
+    assert run(lifespan()) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert samplez.get(HITS)["pending"].total == 1  # no flush here: the lifespan's end made it
+
+
 @pytest.mark.parametrize(
     "client, path, status",
     [
