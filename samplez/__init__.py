@@ -13,6 +13,7 @@ back.
 from __future__ import annotations
 
 from .api import configure, flush, get, get_section
+from .asgi import ASGIMiddleware
 from .batch import set
 from .constants import *  # noqa: F403
 from .constants import __all__ as _constants
@@ -40,6 +41,7 @@ from .store import MemcacheStore, MemoryStore, RedisStore, Store
 __version__ = "0.1.0"
 
 __all__ = [
+    "ASGIMiddleware",
     "BitmapCounter",
     "CalendarCounter",
     "Config",

@@ -84,8 +84,18 @@ class Response:
             self.finish()
 
     def finish(self) -> None:
-        """The response is over: fold its batch with the request's own
-        metrics. Runs as a response closes, so it never raises."""
+        """The response is over: :meth:`end` it, then apply the batch if
+        ``flush='request'``. Runs as a response closes, so it never raises."""
+        self.end()
+        if engine.flush_mode == "request":
+            try:
+                engine.flush()
+            except Exception:
+                log.exception("samplez: flush after the response failed")
+
+    def end(self) -> None:
+        """Fold the batch with the request's own metrics: in-memory work
+        only, so an event loop may call it. Never raises."""
         sets: Iterable[tuple[int, str, Any]] = ()
         if self.metrics is not None:
             ms = (time.perf_counter() - self.started) * 1000
@@ -95,11 +105,6 @@ class Response:
             except Exception:
                 log.exception("samplez: recording the request failed")
         self.batch.close(served=1, extra=sets)
-        if engine.flush_mode == "request":
-            try:
-                engine.flush()
-            except Exception:
-                log.exception("samplez: flush after the response failed")
 
 
 class Middleware:

@@ -19,16 +19,9 @@ def application():
     from django.conf import settings
 
     if not settings.configured:
-        settings.configure(
-            DEBUG=False,
-            SECRET_KEY="samplez-tests",
-            ALLOWED_HOSTS=["localhost", "testserver"],
-            ROOT_URLCONF="tests.django_project.urls",
-            INSTALLED_APPS=[],
-            MIDDLEWARE=["samplez.routes.DjangoRouteMiddleware"],
-            DATABASES={},
-            USE_TZ=True,
-        )
+        from tests.django_project.settings import SETTINGS
+
+        settings.configure(**SETTINGS)
     from tests.django_project import wsgi
 
     return wsgi.application

@@ -8,4 +8,5 @@ urlpatterns = [
     path("shop/<str:account>/item/<int:item>", views.item),
     path("fail", views.fail),
     path("stream", views.stream),
+    path("astream", views.astream),
 ]

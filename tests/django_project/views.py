@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
@@ -27,6 +27,15 @@ def stream(request: HttpRequest) -> HttpResponse:
     def rows() -> Iterator[str]:
         for n in range(3):
             samplez.set(metrics.HITS, "streamed")  # while the body is sent
+            yield f"row {n}\n"
+
+    return StreamingHttpResponse(rows(), content_type="text/plain")
+
+
+async def astream(request: HttpRequest) -> HttpResponse:
+    async def rows() -> AsyncIterator[str]:
+        for n in range(3):
+            samplez.set(metrics.HITS, "streamed")  # while the body is sent, under ASGI
             yield f"row {n}\n"
 
     return StreamingHttpResponse(rows(), content_type="text/plain")
