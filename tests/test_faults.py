@@ -391,7 +391,9 @@ def every_kind() -> list[tuple[samplez.Metric, Callable[[int], Any], Callable[[A
 @pytest.mark.parametrize("junk", JUNK)
 def test_garbage_under_every_key_of_every_kind(backend: Backend, fixed_clock, junk):
     server = backend.shared()
-    store = backend.store(server)
+    # Patient timeouts: "large" moves some 50 MB through one pipeline, which a
+    # loaded machine may take longer than the default half second to send.
+    store = backend.store(server, connect_timeout=10, timeout=10)
     samplez.configure(store=store, clock=fixed_clock, flush="request")
     metrics = every_kind()
     section = samplez.Section("Junk", *[m for m, _, _ in metrics])
