@@ -229,15 +229,16 @@ class Published:
     problems: list[dict[str, Any]] = field(default_factory=list)
 
 
-#: Metrics built from definitions, by definition id: read again and again,
+#: Metrics built from definitions, by stored value: read again and again,
 #: built once.
-_built: dict[str, Metric | str] = {}
+_built: dict[bytes, Metric | str] = {}
 
 
-def _build(id_: str, body: object) -> Metric | str:
-    """The metric a definition describes, or why there is none."""
-    if id_ in _built:
-        return _built[id_]
+def _build(raw: bytes, body: object) -> Metric | str:
+    """The metric a definition (``raw`` as stored) describes, or why there
+    is none."""
+    if raw in _built:
+        return _built[raw]
     made: Metric | str
     if not isinstance(body, dict):
         made = "not a definition (unreadable JSON or an unknown store format)"
@@ -255,18 +256,18 @@ def _build(id_: str, body: object) -> Metric | str:
             made = f"does not parse: {exc}"
     if len(_built) > MAX_DEFINITIONS:
         _built.clear()
-    _built[id_] = made
+    _built[raw] = made
     return made
 
 
 def _problem(body: object, why: str) -> dict[str, Any]:
     fields = body if isinstance(body, dict) else {}
-    return {
-        "name": str(fields.get("name"))[:200],
-        "kind": str(fields.get("kind"))[:40],
-        "title": str(fields.get("title"))[:200],
-        "problem": why[:500],
-    }
+
+    def shown(name: str, limit: int) -> str:
+        value = fields.get(name)
+        return "" if value is None else str(value)[:limit]
+
+    return {"name": shown("name", 200), "kind": shown("kind", 40), "title": shown("title", 200), "problem": why[:500]}
 
 
 def read_published(ctx: Context, local: Mapping[str, Metric]) -> Published:
@@ -281,11 +282,11 @@ def read_published(ctx: Context, local: Mapping[str, Metric]) -> Published:
     published = Published()
     chosen: dict[str, tuple[str, Metric]] = {}
     groups: dict[str | None, list[Metric]] = {}
-    for id_, raw in zip(ids, results):
-        if raw is None:
+    for raw in results:
+        if not isinstance(raw, bytes):
             continue  # expired between the listing and the read
         body = _decode(raw)
-        made = _build(id_, body)
+        made = _build(raw, body)
         if isinstance(made, str):
             published.problems.append(_problem(body, made))
             continue
