@@ -69,8 +69,9 @@ def test_every_kind_is_rebuilt_with_its_parameters_and_reads_the_same(prefixed):
 
 
 def test_a_rebuilt_metric_cannot_be_set_or_published(prefixed):
-    write_and_forget([samplez.RollingCounter(unique_name("hits"), window=60)])
-    (remote,) = [m for _, metrics in visible_sections(None) for m in metrics if m.kind == "rolling"]
+    name = unique_name("hits")
+    write_and_forget([samplez.RollingCounter(name, window=60)])
+    remote = shown()[name][1]
     with pytest.raises(TypeError, match="samplez.set needs"):
         samplez.set(remote, "k")
 
