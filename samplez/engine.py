@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from . import checks
 from . import flush as _flush
+from .definitions import Publisher
 from .errors import ConfigError
 from .flush import Context, Event
 from .store.base import Store
@@ -98,6 +99,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self.heartbeat = Heartbeat()
+        self.publisher = Publisher()
         self.served = 0  # requests this process served, as the middleware counts them
         self.health: dict[str, Any] = {
             "last_flush": None,
@@ -217,6 +219,9 @@ class Engine:
                 try:
                     ctx = self.context()
                     also = [self.heartbeat.plan(ctx, self._stats())] if beat else []
+                    published = self.publisher.plan(ctx, groups)
+                    if published is not None:
+                        also.append(published)
                     totals = _flush.run(groups, ctx, also)
                 except Exception as exc:
                     log.exception("samplez: flush failed")
@@ -275,6 +280,7 @@ class Engine:
         self._wake = threading.Event()
         self._thread = None
         self.heartbeat = Heartbeat()
+        self.publisher = Publisher()
         self.served = 0
         self.store.reset_after_fork()
 

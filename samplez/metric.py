@@ -39,7 +39,11 @@ class Metric:
         self.title = checks.text("title", title, allow_none=True) or name
 
     def _register(self) -> None:
-        """Claim the name; called last by subclasses, once fully valid."""
+        """Claim the name; called last by subclasses, once fully valid.
+        A metric made :func:`~samplez.registry.detached` claims nothing and
+        gets no slot: ``samplez.set`` refuses it."""
+        if registry.is_detached():
+            return
         self.slot = registry.register(self)
         self._samplez_targets = Targets((self,))
 

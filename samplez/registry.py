@@ -5,14 +5,25 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import TYPE_CHECKING
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Iterator
 
 from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .metric import Metric, Section
 
-__all__ = ["lookup", "metric_at", "register", "registered_metrics", "registered_sections", "unregister"]
+__all__ = [
+    "detached",
+    "is_detached",
+    "lookup",
+    "metric_at",
+    "register",
+    "registered_metrics",
+    "registered_sections",
+    "unregister",
+]
 
 _metrics: weakref.WeakValueDictionary[str, Metric] = weakref.WeakValueDictionary()
 _sections: weakref.WeakValueDictionary[int, Section] = weakref.WeakValueDictionary()
@@ -25,6 +36,23 @@ _sections: weakref.WeakValueDictionary[int, Section] = weakref.WeakValueDictiona
 #: grows: a weakref per metric made.
 _slots: list[weakref.ref[Metric]] = []
 _registering = threading.Lock()
+_detached: ContextVar[bool] = ContextVar("samplez_detached", default=False)
+
+
+@contextmanager
+def detached() -> Iterator[None]:
+    """Metrics made inside are not registered: a reader's copies of what
+    another process defined (:mod:`samplez.definitions`), which this
+    process must never write, publish or count among its own names."""
+    token = _detached.set(True)
+    try:
+        yield
+    finally:
+        _detached.reset(token)
+
+
+def is_detached() -> bool:
+    return _detached.get()
 
 
 def register(metric: Metric) -> int:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import time
+from typing import Any, Callable
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
@@ -16,7 +18,7 @@ import samplez
 from example_app import metrics
 from samplez.cli import UsageError, load_metrics
 from samplez.cli.common import store_from
-from tests.conftest import Backend
+from tests.conftest import Backend, unique_name
 from tests.processes import python_m, stop
 
 
@@ -168,3 +170,53 @@ def test_the_store_options_and_environment(memcache, redis, environ, expected):
 def test_both_stores_in_the_environment_is_a_usage_error():
     with pytest.raises(UsageError, match=r"\$SAMPLEZ_MEMCACHE and \$SAMPLEZ_REDIS are mutually exclusive"):
         store_from(None, None, {"SAMPLEZ_MEMCACHE": "a:1", "SAMPLEZ_REDIS": "redis://a"})
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 20) -> None:
+    """Poll ``check`` until it is true (an assertion error past ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_ingest_then_dashboard_share_no_module_only_the_store(backend: Backend):
+    """Bootic's flow across processes: ingest makes a calendar counter per
+    event type; a dashboard given no --sections serves its API, its pages
+    and /metrics from what ingest published, also once ingest has stopped."""
+    server, prefix = backend.shared(), unique_name("e2e")
+    pageview, order = unique_name("pageview"), unique_name("order")
+    store = [*backend.option(server), "--prefix", prefix]
+    viewer, url = dashboard(store)
+    ingest = python_m("samplez", "ingest", *store, "--flush-interval", "0.2", stdin=subprocess.PIPE)
+    assert ingest.stdin is not None
+    try:
+        assert json.loads(get(url + "?format=json")[1])["sections"] == []
+        lines = [
+            json.dumps({"type": t, "data": {"account": a}}) for t, a in [(pageview, "acme")] * 3 + [(order, "shop")]
+        ]
+        ingest.stdin.write("\n".join(lines) + "\n")
+        ingest.stdin.flush()
+
+        def shown() -> dict[str, Any]:
+            page = json.loads(get(url + "?format=json")[1])
+            return {m["name"]: m for s in page["sections"] for m in s["metrics"]}
+
+        wait_for(lambda: {pageview, order} <= shown().keys())
+        metrics = shown()
+        assert {m["kind"] for m in metrics.values()} == {"calendar"}
+        assert {row["key"]: row["value"] for row in metrics[pageview]["rows"]}["acme"] == 3
+        _, err = ingest.communicate(timeout=30)  # end of input: ingest stops
+        assert ingest.returncode == 0 and "4 events read, 4 applied" in err, err
+        now = time.gmtime()
+        status, body = get(f"{url}api/stats/track/acme/{pageview}/{now.tm_year}/{now.tm_mon:02d}")
+        assert status == 200 and json.loads(body)["data"][str(now.tm_mday)] == 3
+        status, body = get(f"{url}api/stats/track/all/{order}/{now.tm_year}")
+        assert status == 200 and json.loads(body)["data"][str(now.tm_mon)] == 1
+        status, body = get(url + "metrics")
+        assert status == 200 and f"samplez_{pageview}".encode() in body and b'key="acme"' in body
+        assert pageview in shown()  # the writer stopped; its data, and so its definition, live on
+    finally:
+        if ingest.poll() is None:
+            stop(ingest)
+        assert stop(viewer)[0] == 0

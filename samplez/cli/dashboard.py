@@ -20,7 +20,10 @@ def add_command(commands: argparse._SubParsersAction, common: argparse.ArgumentP
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8001, help="port, 0 for any (default: 8001)")
     serve.add_argument(
-        "--sections", action="append", metavar="MODULE:ATTR", help="what to show (repeatable; default: all loaded)"
+        "--sections",
+        action="append",
+        metavar="MODULE:ATTR",
+        help="what to show (repeatable; default: every metric a writer published in the store)",
     )
     serve.add_argument(
         "--auth",

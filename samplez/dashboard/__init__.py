@@ -22,7 +22,9 @@ class Dashboard:
 
     :param sections: the sections to show (a :class:`~samplez.Section` or an
         iterable of them); ``None`` shows every registered section, and
-        configs and counters in no section under "Other".
+        configs and counters in no section under "Other", then every
+        metric another process published in the store
+        (:mod:`samplez.definitions`).
     :param store: the store to read (default: the one given to
         :func:`samplez.configure`); read with the engine's prefix and clock.
     :param auth: ``None`` answers loopback clients only (403 otherwise), a

@@ -126,7 +126,7 @@ class DashboardApp:
             return error_page(exc.code or 500, exc.description or exc.name, as_json, adapter)
 
     def _metric_named(self, name: str) -> Metric:
-        for _, metrics in visible_sections(self.sections):
+        for _, metrics in visible_sections(self.sections, self.store):
             for metric in metrics:
                 if metric.name == name:
                     return metric
@@ -134,7 +134,7 @@ class DashboardApp:
 
     def _index(self, page: Page, request: Request) -> Response:
         ctx = reader(self.store)
-        shown = visible_sections(self.sections)
+        shown = visible_sections(self.sections, self.store)
         sections: list[dict[str, Any]] = [
             {"title": title, "metrics": [metric_view(m, ctx, page.query) for m in metrics]} for title, metrics in shown
         ]

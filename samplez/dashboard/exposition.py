@@ -272,7 +272,7 @@ def scrape(sections: Sequence[Section] | None, store: Store | None) -> Scrape:
     registered one) and the workers' heartbeats. A metric that fails to
     read is logged and left out; the others are still shown."""
     shown = [m for requests in every_request_metrics() for m in requests.metrics]
-    shown += [m for _, ms in visible_sections(sections) for m in ms]
+    shown += [m for _, ms in visible_sections(sections, store) for m in ms]
     metrics = list({id(m): m for m in shown}.values())
     at = reader(store)
     counted = _Counted(at.store)

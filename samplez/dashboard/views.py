@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from ..definitions import Published, read_published
 from ..engine import engine
 from ..flush import Context
 from ..metric import Metric, Section
@@ -100,10 +101,11 @@ def reader(store: Store | None) -> PageContext:
     return PageContext(store if store is not None else engine.store, engine.space, engine.clock())
 
 
-def visible_sections(sections: Sequence[Section] | None) -> list[tuple[str, list[Metric]]]:
+def visible_sections(sections: Sequence[Section] | None, store: Store | None = None) -> list[tuple[str, list[Metric]]]:
     """``(title, metrics)`` pairs to show: the given sections, or every
     registered section (request metrics first) plus the metrics in none of
-    them under "Other"."""
+    them under "Other", then what other processes published in ``store``
+    (the engine's when ``None``) and this process does not define."""
     if sections is not None:
         return [(s.title, list(s.metrics)) for s in sections]
     first = {id(section) for section in request_sections()}
@@ -113,7 +115,26 @@ def visible_sections(sections: Sequence[Section] | None) -> list[tuple[str, list
     others = sorted((m for m in registered_metrics() if id(m) not in grouped), key=lambda m: m.name)
     if others:
         shown.append((OTHER, others))
+    by_title = {title: metrics for title, metrics in shown}
+    for title, metrics in published(store).sections:
+        title = title or OTHER
+        if title in by_title:
+            by_title[title].extend(metrics)
+        else:
+            shown.append((title, metrics))
+            by_title[title] = metrics
     return shown
+
+
+def published(store: Store | None) -> Published:
+    """What other processes defined in ``store`` (see
+    :mod:`samplez.definitions`); nothing when it cannot be read."""
+    local = {metric.name: metric for metric in registered_metrics()}
+    try:
+        return read_published(reader(store), local)
+    except Exception:
+        log.exception("samplez dashboard: reading the published definitions failed")
+        return Published()
 
 
 def _identity(metric: Metric) -> dict[str, Any]:
@@ -264,6 +285,7 @@ def health_view(store: Store | None) -> dict[str, Any]:
         "now": now,
         "flusher": jsonable(flusher),
         "workers": jsonable([worker_view(beat, now) for beat in live]),
+        "definitions": published(store).problems,
         "store": {
             "kind": store.kind,
             "description": store.describe(),
