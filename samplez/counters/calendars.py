@@ -170,9 +170,13 @@ class CalendarCounter(Counter):
     ) -> CounterResult:
         listed = self.listed(ctx) + [ALL]
         if year is None and month is None and day is None and hour is None:
-            return CounterResult(self, listed, lambda keys: self._now(keys, ctx))
+            return CounterResult(self, listed, lambda keys: self._now(keys, ctx, hours=True))
         segments = segments_of(year, month, day, hour)
         return CounterResult(self, listed, lambda keys: self._segments(keys, segments, ctx))
+
+    def read_current(self, ctx: Context) -> CounterResult:
+        """Every key's current hour, day, month and year; ``hours`` left empty."""
+        return CounterResult(self, self.listed(ctx) + [ALL], lambda keys: self._now(keys, ctx, hours=False))
 
     def normalize_key(self, key: str) -> str:
         return key if key == ALL else super().normalize_key(key)
@@ -187,10 +191,10 @@ class CalendarCounter(Counter):
         counts = self._counts(keys, [parts for _, parts in segments], ctx)
         return {key: Segments(zip([s for s, _ in segments], row)) for key, row in zip(keys, counts)}
 
-    def _now(self, keys: list[str], ctx: Context) -> dict[str, Any]:
+    def _now(self, keys: list[str], ctx: Context, hours: bool) -> dict[str, Any]:
         periods = _periods(ctx.now)
         _, y, m, d, _ = periods[0]
-        parts = periods + [("h", y, m, d, h) for h in range(24)]
+        parts = periods + [("h", y, m, d, h) for h in range(24 if hours else 0)]
         readings: dict[str, Any] = {}
         for key, row in zip(keys, self._counts(keys, parts, ctx)):
             readings[key] = CalendarReading(row[0], row[1], row[2], row[3], row[4:])

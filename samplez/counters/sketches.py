@@ -301,8 +301,7 @@ class BitmapCounter(Stepped):
                 bitmaps.setdefault((key, index), {})[number] = bits
         return bitmaps
 
-    def _load(self, keys: list[str], ctx: Context) -> dict[str, Any]:
-        steps = self.steps_to_read(ctx.now)
+    def _load(self, keys: list[str], steps: list[int], ctx: Context) -> dict[str, Any]:
         bitmaps = self._bitmaps(keys, steps, ctx)
         readings = {}
         for key in keys:

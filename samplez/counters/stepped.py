@@ -123,10 +123,15 @@ class Stepped(Counter):
     def read(self, ctx: Context, **options: Any) -> CounterResult:
         if options:
             raise TypeError(f"unexpected options for a {type(self).__name__}: {', '.join(options)}")
-        return CounterResult(self, self.listed(ctx), lambda keys: self._load(keys, ctx))
-
-    def _load(self, keys: list[str], ctx: Context) -> dict[str, Any]:
         steps = self.steps_to_read(ctx.now)
+        return CounterResult(self, self.listed(ctx), lambda keys: self._load(keys, steps, ctx))
+
+    def read_current(self, ctx: Context) -> CounterResult:
+        """The current step of every key, its history left empty."""
+        steps = self.steps_to_read(ctx.now)[:1]
+        return CounterResult(self, self.listed(ctx), lambda keys: self._load(keys, steps, ctx))
+
+    def _load(self, keys: list[str], steps: list[int], ctx: Context) -> dict[str, Any]:
         values = self.step_values(keys, steps, ctx)
         return {key: self.reading(steps, values[key]) for key in keys}
 
