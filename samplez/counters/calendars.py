@@ -182,8 +182,10 @@ class CalendarCounter(Counter):
         return key if key == ALL else super().normalize_key(key)
 
     def _counts(self, keys: list[str], parts: list[tuple], ctx: Context) -> list[list[int]]:
-        ops = [get(self.period_key(ctx, key, p)) for key in keys for p in parts]
-        results, _ = ctx.store.execute(ops)
+        # Each key hashed once: its prefix, then every period's parts.
+        suffixes = [":" + ":".join(map(str, p)) for p in parts]
+        prefixes = [self.period_key(ctx, key, ()) for key in keys]
+        results, _ = ctx.store.execute([get(prefix + suffix) for prefix in prefixes for suffix in suffixes])
         width = len(parts)
         return [[count_of(raw) for raw in results[i * width : (i + 1) * width]] for i in range(len(keys))]
 

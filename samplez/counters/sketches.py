@@ -162,8 +162,7 @@ class HyperLogLogCounter(Stepped):
         return outcome
 
     def step_values(self, keys: list[str], steps: list[int], ctx: Context) -> dict[str, list[Any]]:
-        ops = [get(self.count_key(ctx, key, index)) for key in keys for index in steps]
-        results, _ = ctx.store.execute(ops)
+        results = self.read_steps(keys, steps, ctx)
         width = len(steps)
         values: dict[str, list[Any]] = {}
         for i, key in enumerate(keys):
@@ -171,8 +170,7 @@ class HyperLogLogCounter(Stepped):
             values[key] = [None if s is None else int(round(s.get_estimate())) for s in sketches]
         return values
 
-    def count_key(self, ctx: Context, key: str, index: int) -> str:
-        return self.data_key(ctx, key, index, "hll")
+    count_suffix = ":hll"
 
 
 @dataclass
@@ -289,10 +287,11 @@ class BitmapCounter(Stepped):
     def _bitmaps(self, keys: list[str], steps: list[int], ctx: Context) -> dict[tuple[str, int], dict[int, int]]:
         """Per (key, step) that has data, its chunks: two round trips (the
         directories, then the chunks they name)."""
+        prefixes = {key: self.data_prefix(ctx, key) for key in keys}  # each key hashed once
         pairs = [(key, index) for key in keys for index in steps]
-        results, _ = ctx.store.execute([get(self.data_key(ctx, key, index, "d")) for key, index in pairs])
+        results, _ = ctx.store.execute([get(f"{prefixes[key]}:{index}:d") for key, index in pairs])
         wanted = [(pair, number) for pair, raw in zip(pairs, results) for number in sorted(_decode_directory(raw))]
-        ops = [get(self.data_key(ctx, key, index, "c", number)) for (key, index), number in wanted]
+        ops = [get(f"{prefixes[key]}:{index}:c:{number}") for (key, index), number in wanted]
         found, _ = ctx.store.execute(ops)
         bitmaps: dict[tuple[str, int], dict[int, int]] = {}
         for ((key, index), number), raw in zip(wanted, found):
