@@ -29,10 +29,12 @@ backslashes, quotes and newlines, and a lone surrogate becomes ``?``.
 Counters are read with ``read_current``: only the values exported (a
 stepped counter's current step, a calendar's current periods), never the
 history a chart needs. Metrics are read one after the other, each in its
-own pipelined round trips (a reservoir one, a counter two: its key index, then its keys' data;
-a bitmap three), so a scrape's round trips grow with the metrics, never
-with the keys. A scrape that cannot read the store answers 503, so Prometheus records
-``up == 0`` rather than zeros that would read as counter resets.
+own pipelined round trips (a reservoir one, a counter two: its key index,
+then its keys' data; a bitmap three), so a scrape's round trips grow with
+the metrics, never with the keys, and its gets grow with the keys by a
+fixed number per counter. A scrape that cannot read the store answers 503,
+so Prometheus records ``up == 0`` rather than zeros that would read as
+counter resets.
 """
 
 from __future__ import annotations
