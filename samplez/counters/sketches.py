@@ -216,10 +216,6 @@ def _encode_directory(chunks: set[int]) -> bytes:
     return _VERSION + struct.pack(f"<{len(chunks)}I", *sorted(chunks))
 
 
-def _popcount(bits: int) -> int:
-    return bin(bits).count("1")
-
-
 class BitmapCounter(Stepped):
     """Sets bit number ``value`` per key per step; reads the number of bits
     set and ``contains(i)`` (StatsCollector's BitMapCounter).
@@ -305,7 +301,7 @@ class BitmapCounter(Stepped):
         readings = {}
         for key in keys:
             values = [
-                sum(map(_popcount, bitmaps[(key, index)].values())) if (key, index) in bitmaps else None
+                sum(map(int.bit_count, bitmaps[(key, index)].values())) if (key, index) in bitmaps else None
                 for index in steps
             ]
             plain = self.reading(steps, values)
