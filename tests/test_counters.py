@@ -127,6 +127,33 @@ def test_results_hold_the_dashboard_contract() -> None:
             assert data[key]["display_value"] == reading.display_value
 
 
+#: Reading fields only a chart needs, which ``read_current`` leaves empty.
+HISTORY = {"history", "hours", "series"}
+
+
+@pytest.mark.usefixtures("samplez_on")
+@pytest.mark.parametrize("index", range(7), ids=[c.kind for c in every_counter()])
+def test_read_current_reads_what_get_reads_without_history(index: int, clock: Clock) -> None:
+    counter = every_counter()[index]
+    for step in range(3):  # history in every kind that keeps it
+        for n, key in enumerate(["a", "b", "c"]):
+            for item in range(n + step + 1):
+                samplez.set(counter, key, item + 1)
+        flush()
+        clock.advance(60)
+    samplez.set(counter, "a", 5)
+    flush()
+    ctx = engine.context()
+    full, current = counter.read(ctx), counter.read_current(ctx)
+    assert current.keys() == full.keys()
+    for key in [*full.keys(), "never-seen"]:
+        expected = {k: v for k, v in full[key].as_dict().items() if k not in HISTORY}
+        assert {k: v for k, v in current[key].as_dict().items() if k not in HISTORY} == expected, key
+    if counter.kind not in ("rolling", "rolling_max"):  # these read no history
+        assert any(full[key].as_dict().get("history") or full[key].as_dict().get("hours") for key in full)
+        assert all(not current[key].as_dict().get(field) for key in current for field in ("history", "hours"))
+
+
 def adding_kinds() -> list[Counter]:
     """The counters whose values add up in a memcache ``incr``."""
     return [

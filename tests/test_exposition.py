@@ -7,7 +7,8 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
-from typing import Any
+from collections import Counter
+from typing import Any, Sequence
 
 import pytest
 import webtest
@@ -17,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 import samplez
 from samplez.dashboard.exposition import metric_name, scrape, wants_openmetrics
 from samplez.requests import every_request_metrics
+from samplez.store.base import Op
 from tests.conftest import unique_name
 
 LOCAL = {"REMOTE_ADDR": "127.0.0.1"}
@@ -282,3 +284,32 @@ def test_a_scrape_costs_round_trips_per_metric_never_per_key(memcached):
     # 2 for the workers; the request metrics of the process, if any.
     request_metrics = sum(len(m.metrics) for m in every_request_metrics())
     assert few.round_trips <= 2 * 1 + 6 * 2 + 3 + 2 + 2 * request_metrics
+
+
+class CountingGets(samplez.Store):
+    """``store``, counting the gets of each metric (by the name in the key)."""
+
+    def __init__(self, store: samplez.Store) -> None:
+        self.store = store
+        self.gets: Counter[str] = Counter()
+
+    def execute(self, ops: Sequence[Op]) -> tuple[list[Any], int]:
+        self.gets.update(op.key.split(":")[1] for op in ops if op.cmd == "get")
+        return self.store.execute(ops)
+
+
+#: Gets per key of each counter in a scrape: its current values only (a
+#: window's 6 buckets and the cumulative count; a step; a bitmap's directory
+#: and its one chunk; a calendar's hour, day, month and year), no history.
+GETS_PER_KEY = {"hits": 7, "peak": 6, "orders": 1, "visitors": 1, "hll": 1, "actives": 2, "views": 4}
+
+
+def test_a_scrape_reads_only_current_values_of_each_key(samplez_on):
+    section, kinds = _every_kind()
+    keys = [f"/k{i}" for i in range(40)]
+    _fill(kinds, keys)
+    counting = CountingGets(samplez_on)
+    assert scrape([section], counting).failures == 0
+    for kind, per_key in GETS_PER_KEY.items():
+        listed = len(keys) + (kind == "views")  # a calendar also lists "all"
+        assert counting.gets[kinds[kind].name] == 1 + per_key * listed, kind  # 1: the key index

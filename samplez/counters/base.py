@@ -10,6 +10,10 @@ The dashboard contract, held by every counter:
   ``.as_dict()`` (JSON-ready ``{key: {field: value}}``).
 * every reading is a :class:`Reading`: ``.display_value`` (the one number
   to show) and ``.series`` (numbers, oldest first, for a sparkline).
+* ``counter.read_current(ctx)`` is the same result without what only a
+  chart needs (a stepped counter's history, a calendar's hours of today):
+  every other field reads as ``samplez.get`` reads it, in fewer gets.
+  ``/metrics`` exports only current values, so it reads this.
 
 A stored count never passes :data:`~samplez.keys.MAX_COUNT`, the largest
 the reader takes for a count and a float holds exactly: ``samplez.set``
@@ -162,6 +166,11 @@ class Counter(Metric):
 
     def listed(self, ctx: Context) -> list[str]:
         return self.index.read(ctx)
+
+    def read_current(self, ctx: Context) -> CounterResult:
+        """``read(ctx)`` without history (see the module docstring);
+        counters that read no history inherit ``read`` itself."""
+        return self.read(ctx)
 
 
 def by_key_and_step(

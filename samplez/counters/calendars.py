@@ -170,16 +170,22 @@ class CalendarCounter(Counter):
     ) -> CounterResult:
         listed = self.listed(ctx) + [ALL]
         if year is None and month is None and day is None and hour is None:
-            return CounterResult(self, listed, lambda keys: self._now(keys, ctx))
+            return CounterResult(self, listed, lambda keys: self._now(keys, ctx, hours=True))
         segments = segments_of(year, month, day, hour)
         return CounterResult(self, listed, lambda keys: self._segments(keys, segments, ctx))
+
+    def read_current(self, ctx: Context) -> CounterResult:
+        """Every key's current hour, day, month and year; ``hours`` left empty."""
+        return CounterResult(self, self.listed(ctx) + [ALL], lambda keys: self._now(keys, ctx, hours=False))
 
     def normalize_key(self, key: str) -> str:
         return key if key == ALL else super().normalize_key(key)
 
     def _counts(self, keys: list[str], parts: list[tuple], ctx: Context) -> list[list[int]]:
-        ops = [get(self.period_key(ctx, key, p)) for key in keys for p in parts]
-        results, _ = ctx.store.execute(ops)
+        # Each key hashed once: its prefix, then every period's parts.
+        suffixes = [":" + ":".join(map(str, p)) for p in parts]
+        prefixes = [self.period_key(ctx, key, ()) for key in keys]
+        results, _ = ctx.store.execute([get(prefix + suffix) for prefix in prefixes for suffix in suffixes])
         width = len(parts)
         return [[count_of(raw) for raw in results[i * width : (i + 1) * width]] for i in range(len(keys))]
 
@@ -187,10 +193,10 @@ class CalendarCounter(Counter):
         counts = self._counts(keys, [parts for _, parts in segments], ctx)
         return {key: Segments(zip([s for s, _ in segments], row)) for key, row in zip(keys, counts)}
 
-    def _now(self, keys: list[str], ctx: Context) -> dict[str, Any]:
+    def _now(self, keys: list[str], ctx: Context, hours: bool) -> dict[str, Any]:
         periods = _periods(ctx.now)
         _, y, m, d, _ = periods[0]
-        parts = periods + [("h", y, m, d, h) for h in range(24)]
+        parts = periods + [("h", y, m, d, h) for h in range(24 if hours else 0)]
         readings: dict[str, Any] = {}
         for key, row in zip(keys, self._counts(keys, parts, ctx)):
             readings[key] = CalendarReading(row[0], row[1], row[2], row[3], row[4:])

@@ -162,8 +162,7 @@ class HyperLogLogCounter(Stepped):
         return outcome
 
     def step_values(self, keys: list[str], steps: list[int], ctx: Context) -> dict[str, list[Any]]:
-        ops = [get(self.count_key(ctx, key, index)) for key in keys for index in steps]
-        results, _ = ctx.store.execute(ops)
+        results = self.read_steps(keys, steps, ctx)
         width = len(steps)
         values: dict[str, list[Any]] = {}
         for i, key in enumerate(keys):
@@ -171,8 +170,7 @@ class HyperLogLogCounter(Stepped):
             values[key] = [None if s is None else int(round(s.get_estimate())) for s in sketches]
         return values
 
-    def count_key(self, ctx: Context, key: str, index: int) -> str:
-        return self.data_key(ctx, key, index, "hll")
+    count_suffix = ":hll"
 
 
 @dataclass
@@ -216,10 +214,6 @@ def _decode_directory(raw: object) -> set[int]:
 
 def _encode_directory(chunks: set[int]) -> bytes:
     return _VERSION + struct.pack(f"<{len(chunks)}I", *sorted(chunks))
-
-
-def _popcount(bits: int) -> int:
-    return bin(bits).count("1")
 
 
 class BitmapCounter(Stepped):
@@ -289,10 +283,11 @@ class BitmapCounter(Stepped):
     def _bitmaps(self, keys: list[str], steps: list[int], ctx: Context) -> dict[tuple[str, int], dict[int, int]]:
         """Per (key, step) that has data, its chunks: two round trips (the
         directories, then the chunks they name)."""
+        prefixes = {key: self.data_prefix(ctx, key) for key in keys}  # each key hashed once
         pairs = [(key, index) for key in keys for index in steps]
-        results, _ = ctx.store.execute([get(self.data_key(ctx, key, index, "d")) for key, index in pairs])
+        results, _ = ctx.store.execute([get(f"{prefixes[key]}:{index}:d") for key, index in pairs])
         wanted = [(pair, number) for pair, raw in zip(pairs, results) for number in sorted(_decode_directory(raw))]
-        ops = [get(self.data_key(ctx, key, index, "c", number)) for (key, index), number in wanted]
+        ops = [get(f"{prefixes[key]}:{index}:c:{number}") for (key, index), number in wanted]
         found, _ = ctx.store.execute(ops)
         bitmaps: dict[tuple[str, int], dict[int, int]] = {}
         for ((key, index), number), raw in zip(wanted, found):
@@ -301,13 +296,12 @@ class BitmapCounter(Stepped):
                 bitmaps.setdefault((key, index), {})[number] = bits
         return bitmaps
 
-    def _load(self, keys: list[str], ctx: Context) -> dict[str, Any]:
-        steps = self.steps_to_read(ctx.now)
+    def _load(self, keys: list[str], steps: list[int], ctx: Context) -> dict[str, Any]:
         bitmaps = self._bitmaps(keys, steps, ctx)
         readings = {}
         for key in keys:
             values = [
-                sum(map(_popcount, bitmaps[(key, index)].values())) if (key, index) in bitmaps else None
+                sum(map(int.bit_count, bitmaps[(key, index)].values())) if (key, index) in bitmaps else None
                 for index in steps
             ]
             plain = self.reading(steps, values)

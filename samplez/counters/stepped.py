@@ -123,10 +123,15 @@ class Stepped(Counter):
     def read(self, ctx: Context, **options: Any) -> CounterResult:
         if options:
             raise TypeError(f"unexpected options for a {type(self).__name__}: {', '.join(options)}")
-        return CounterResult(self, self.listed(ctx), lambda keys: self._load(keys, ctx))
-
-    def _load(self, keys: list[str], ctx: Context) -> dict[str, Any]:
         steps = self.steps_to_read(ctx.now)
+        return CounterResult(self, self.listed(ctx), lambda keys: self._load(keys, steps, ctx))
+
+    def read_current(self, ctx: Context) -> CounterResult:
+        """The current step of every key, its history left empty."""
+        steps = self.steps_to_read(ctx.now)[:1]
+        return CounterResult(self, self.listed(ctx), lambda keys: self._load(keys, steps, ctx))
+
+    def _load(self, keys: list[str], steps: list[int], ctx: Context) -> dict[str, Any]:
         values = self.step_values(keys, steps, ctx)
         return {key: self.reading(steps, values[key]) for key in keys}
 
@@ -140,16 +145,26 @@ class Stepped(Counter):
 
     def step_values(self, keys: list[str], steps: list[int], ctx: Context) -> dict[str, list[Any]]:
         """Per key, one value per step (``None`` when the step has no data)."""
-        ops = [get(self.count_key(ctx, key, index)) for key in keys for index in steps]
-        results, _ = ctx.store.execute(ops)
+        results = self.read_steps(keys, steps, ctx)
         width = len(steps)
         return {
             key: [count_of(raw) if isinstance(raw, bytes) else None for raw in results[i * width : (i + 1) * width]]
             for i, key in enumerate(keys)
         }
 
+    #: What follows the step in a count key (``count_key``).
+    count_suffix = ""
+
     def count_key(self, ctx: Context, key: str, index: int) -> str:
-        return self.data_key(ctx, key, index)
+        return f"{self.data_prefix(ctx, key)}:{index}{self.count_suffix}"
+
+    def read_steps(self, keys: list[str], steps: list[int], ctx: Context) -> list[Any]:
+        """The stored count values of every key's ``steps``, key by key, in
+        one round trip; each key hashed once, not once per step."""
+        suffixes = [f":{index}{self.count_suffix}" for index in steps]
+        prefixes = [self.data_prefix(ctx, key) for key in keys]
+        results, _ = ctx.store.execute([get(prefix + suffix) for prefix in prefixes for suffix in suffixes])
+        return results
 
 
 class SteppedCounter(Stepped):
@@ -271,5 +286,4 @@ class UniqueCounter(Stepped):
                     outcome.failed += len(same)
         return outcome
 
-    def count_key(self, ctx: Context, key: str, index: int) -> str:
-        return self.data_key(ctx, key, index, "n")
+    count_suffix = ":n"

@@ -26,11 +26,15 @@ whatever sections the dashboard shows) carry ``method`` and
 seconds. Label values are keys of live traffic: prometheus_client escapes
 backslashes, quotes and newlines, and a lone surrogate becomes ``?``.
 
-Metrics are read one after the other, each in its own pipelined round
-trips (a reservoir one, a counter two: its key index, then its keys' data;
-a bitmap three), so a scrape's round trips grow with the metrics, never
-with the keys. A scrape that cannot read the store answers 503, so Prometheus records
-``up == 0`` rather than zeros that would read as counter resets.
+Counters are read with ``read_current``: only the values exported (a
+stepped counter's current step, a calendar's current periods), never the
+history a chart needs. Metrics are read one after the other, each in its
+own pipelined round trips (a reservoir one, a counter two: its key index,
+then its keys' data; a bitmap three), so a scrape's round trips grow with
+the metrics, never with the keys, and its gets grow with the keys by a
+fixed number per counter. A scrape that cannot read the store answers 503,
+so Prometheus records ``up == 0`` rather than zeros that would read as
+counter resets.
 """
 
 from __future__ import annotations
@@ -263,7 +267,7 @@ class _Counted(Store):
 def _read(metric: Any, ctx: Context) -> Any:
     if metric.kind == "reservoir":
         return metric.read(ctx, period="current")
-    return list(metric.read(ctx).items())
+    return list(metric.read_current(ctx).items())
 
 
 def scrape(sections: Sequence[Section] | None, store: Store | None) -> Scrape:
