@@ -35,6 +35,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from . import listings
 from .counters import (
     BitmapCounter,
     CalendarCounter,
@@ -48,7 +49,6 @@ from .flush import Context, Outcome, Plan
 from .metric import Metric
 from .registry import detached, metric_at, registered_sections
 from .reservoir import Config
-from .store.base import add, cas, get, gets, set_
 from .store.keys import FORMAT_VERSION, digest
 
 __all__ = ["EVERY", "MIN_TTL", "Published", "Publisher", "definition_of", "read_published"]
@@ -149,30 +149,6 @@ def definition_of(metric: Metric) -> Definition | None:
     return made
 
 
-def _encode(data: Any) -> bytes:
-    return _VERSION_BYTE + json.dumps(data, separators=(",", ":")).encode()
-
-
-def _decode(raw: object) -> Any:
-    if not isinstance(raw, bytes) or raw[:1] != _VERSION_BYTE:
-        return None
-    try:
-        return json.loads(raw[1:])
-    except ValueError:
-        return None
-
-
-def _live(listing: object, now: float) -> dict[str, float]:
-    """The listing's unexpired ids (another process's JSON: trust nothing)."""
-    if not isinstance(listing, dict):
-        return {}
-    return {
-        id_: until
-        for id_, until in listing.items()
-        if isinstance(id_, str) and id_.isalnum() and isinstance(until, (int, float)) and until > now
-    }
-
-
 class Publisher:
     """What this process published and when: made anew after a fork (a new
     writer publishes its own)."""
@@ -198,25 +174,10 @@ class Publisher:
 
     def _publish(self, ctx: Context, due: list[Definition]) -> Plan:
         """Write the definitions and list them (two rounds)."""
-        index_key = ctx.space.key("_defs")
-        writes = [set_(ctx.space.key("_defs", made.id), made.value, made.ttl) for made in due]
-        results = yield [gets(index_key), *writes]
-        listed = results[0]
-        live = _live(_decode(listed[0]) if isinstance(listed, tuple) else None, ctx.now)
-        for made in due:
-            live[made.id] = max(live.get(made.id, 0), ctx.now + made.ttl)
-        if len(live) > MAX_DEFINITIONS:
-            live = dict(sorted(live.items(), key=lambda item: -item[1])[:MAX_DEFINITIONS])
-        ttl = math.ceil(max(live.values()) - ctx.now)
-        if isinstance(listed, tuple):
-            merged = yield [cas(index_key, _encode(live), listed[1], ttl)]
-        elif listed is None:
-            merged = yield [add(index_key, _encode(live), ttl)]
-        else:
-            merged = [False]  # the store failed: try again at the next flush
-        if merged[0] is not True:
+        records = {made.id: (made.value, made.ttl) for made in due}
+        if not (yield from listings.publish(ctx, "_defs", records, MAX_DEFINITIONS)):
             for made in due:
-                self._last.pop(made.id, None)
+                self._last.pop(made.id, None)  # publish again at the next flush that writes
         return Outcome()
 
 
@@ -275,17 +236,10 @@ def read_published(ctx: Context, local: Mapping[str, Metric]) -> Published:
     by name) does not define, grouped by section title, newest definitions
     first; what cannot be shown goes to ``problems``. Never raises on what
     another process wrote."""
-    (listed,), _ = ctx.store.execute([get(ctx.space.key("_defs"))])
-    live = sorted(_live(_decode(listed), ctx.now).items(), key=lambda item: -item[1])
-    ids = [id_ for id_, _ in live]
-    results, _ = ctx.store.execute([get(ctx.space.key("_defs", id_)) for id_ in ids]) if ids else ([], 0)
     published = Published()
     chosen: dict[str, tuple[str, Metric]] = {}
     groups: dict[str | None, list[Metric]] = {}
-    for raw in results:
-        if not isinstance(raw, bytes):
-            continue  # expired between the listing and the read
-        body = _decode(raw)
+    for raw, body in listings.read(ctx, "_defs"):
         made = _build(raw, body)
         if isinstance(made, str):
             published.problems.append(_problem(body, made))

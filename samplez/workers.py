@@ -6,24 +6,22 @@ A heartbeat is ``<prefix>:_workers:<id>``, a JSON object (pid, host, start
 time, RSS, CPU seconds, requests served, pending, dropped, last flush,
 store errors) written with a TTL of :data:`TTL` seconds; the flusher sends
 one at most every :data:`EVERY` seconds, also when it has nothing else to
-flush. ``<prefix>:_workers`` lists the workers' ids with the time each
-heartbeat expires; every heartbeat merges itself into it with
-``gets``/``cas`` and drops the expired ones, so a stopped worker is gone
-from the list within two TTLs and the list never outgrows the live
-workers. A lost ``cas`` only delays the listing to the next heartbeat.
+flush. ``<prefix>:_workers`` lists the workers (see :mod:`samplez.listings`):
+a stopped worker is gone from it within two TTLs, and a heartbeat that
+could not list itself beats again at the next flush.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import socket
 import time
 from typing import Any
 
+from . import listings
 from .flush import Context, Outcome, Plan
-from .store.base import add, cas, get, gets, set_
-from .store.keys import FORMAT_VERSION, digest
+from .store.keys import digest
 
 __all__ = ["EVERY", "TTL", "Heartbeat", "read_workers"]
 
@@ -34,20 +32,6 @@ EVERY = 5.0
 TTL = 60
 #: A listing never names more workers than this (a runaway spawner).
 MAX_WORKERS = 1000
-_VERSION = bytes([FORMAT_VERSION])
-
-
-def _encode(data: Any) -> bytes:
-    return _VERSION + json.dumps(data, separators=(",", ":")).encode()
-
-
-def _decode(raw: object) -> Any:
-    if not isinstance(raw, bytes) or raw[:1] != _VERSION:
-        return None
-    try:
-        return json.loads(raw[1:])
-    except ValueError:
-        return None
 
 
 def _rss() -> int | None:
@@ -86,34 +70,17 @@ class Heartbeat:
             "seen": ctx.now,
             **stats,
         }
-        index_key = ctx.space.key("_workers")
-        results = yield [gets(index_key), set_(ctx.space.key("_workers", self.id), _encode(status), TTL)]
-        listed = results[0]
-        workers = _decode(listed[0]) if isinstance(listed, tuple) else None
-        live = {
-            worker: until
-            for worker, until in (workers.items() if isinstance(workers, dict) else ())
-            if isinstance(until, (int, float)) and until > ctx.now
-        }
-        live[self.id] = ctx.now + TTL
-        if len(live) > MAX_WORKERS:
-            live = dict(sorted(live.items(), key=lambda item: -item[1])[:MAX_WORKERS])
-        value = _encode(live)
-        if isinstance(listed, tuple):
-            yield [cas(index_key, value, listed[1], TTL)]
-        elif listed is None:
-            yield [add(index_key, value, TTL)]
+        merged = yield from listings.publish(ctx, "_workers", {self.id: (listings.encode(status), TTL)}, MAX_WORKERS)
+        if not merged:
+            self.last = -math.inf  # beat again at the next flush
         return Outcome()
 
 
 def read_workers(ctx: Context) -> list[dict[str, Any]]:
     """The live workers' last heartbeats, oldest start first."""
-    index_key = ctx.space.key("_workers")
-    (listed,), _ = ctx.store.execute([get(index_key)])
-    workers = _decode(listed)
-    if not isinstance(workers, dict):
-        return []
-    ids = [worker for worker, until in workers.items() if isinstance(until, (int, float)) and until > ctx.now]
-    results, _ = ctx.store.execute([get(ctx.space.key("_workers", worker)) for worker in ids if worker.isalnum()])
-    beats = [beat for beat in map(_decode, results) if isinstance(beat, dict)]
-    return sorted(beats, key=lambda beat: (beat.get("host", ""), beat.get("started") or 0))
+    beats = [beat for _, beat in listings.read(ctx, "_workers") if isinstance(beat, dict)]
+    return sorted(beats, key=lambda beat: (str(beat.get("host", "")), _number(beat.get("started"))))
+
+
+def _number(value: object) -> float:
+    return value if isinstance(value, (int, float)) else 0.0

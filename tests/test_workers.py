@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 
 import samplez
-from samplez import workers
+from samplez import listings, workers
 from samplez.engine import engine
+from samplez.store.base import get, set_
 from tests.conftest import unique_name
 
 
@@ -44,7 +45,7 @@ def test_a_worker_leaves_the_list_when_its_heartbeat_expires(samplez_on, clock):
     results, _ = ctx.store.execute(next(plan))
     results, _ = ctx.store.execute(plan.send(results))
     assert [beat["id"] for beat in read(clock)] == [other.id]
-    listing = workers._decode(ctx.store.execute([workers.get(ctx.space.key("_workers"))])[0][0])
+    listing = listings.decode(ctx.store.execute([get(ctx.space.key("_workers"))])[0][0])
     assert list(listing) == [other.id]
 
 
@@ -64,5 +65,5 @@ def test_requests_served_are_counted(samplez_on, clock):
 def test_garbage_under_the_listing_reads_as_no_workers(samplez_on, clock):
     ctx = engine.context()
     for value in (b"\x00garbage", b"\x01[1,2]", b'\x01{"../x": 1e300}'):
-        ctx.store.execute([workers.set_(ctx.space.key("_workers"), value, 60)])
+        ctx.store.execute([set_(ctx.space.key("_workers"), value, 60)])
         assert read(clock) == []
