@@ -34,6 +34,12 @@ L1i and L1d misses per request; the flusher does not flush during the run
 real server, not the flush. The cache model is one core of the machine
 these figures come from: 32 KB L1i, 48 KB L1d, 1 MB L2.
 
+``--breakdown`` also counts samplez built up stage by stage: the
+middleware alone (``request_metrics=False``, no ``set``), with request
+metrics, with the 3 sets but no flush (the events kept, then thrown
+away), and
+whole: where its instructions go.
+
 Target (SPEC §4): samplez added <= 0.5x the peer added (aim: 0.33x).
 Writes ``bench/results/instructions.json``.
 """
@@ -54,6 +60,12 @@ from typing import Any
 from _common import ROOT, Memcached, verdict, write_results
 
 MODES = {"bare": "Flask hello-world, bare", "samplez": "+ samplez, 3 sets, flush", "peer": "+ PrometheusMetrics(app)"}
+#: ``--breakdown``: samplez built up stage by stage, each with its flush.
+STAGES = {
+    "middleware": "+ the middleware alone",
+    "metrics": "+ request metrics",
+    "unflushed": "+ 3 sets, not flushed",
+}
 WORKER_MODES = {"bare": "bare", "samplez": "wrapped", "peer": "peer"}
 EVENTS = ("Ir", "I1mr", "D1mr", "D1mw")
 CACHES = ["--I1=32768,8,64", "--D1=49152,12,64", "--LL=1048576,16,64"]
@@ -69,11 +81,12 @@ def serve_in_process(mode: str, requests: int, memcache: str) -> None:
 
     import samplez
 
-    app = flask_app(sample=mode == "samplez", peer=mode == "peer")
-    if mode == "samplez":
+    app = flask_app(sample=mode in ("samplez", "unflushed"), peer=mode == "peer")
+    if mode not in ("bare", "peer"):
         app.wsgi_app = samplez.Middleware(  # type: ignore[method-assign]
             app.wsgi_app,
             store=samplez.MemcacheStore(memcache),
+            request_metrics=mode != "middleware",
             flush_interval=3600,
             max_pending=10**6,
             max_pending_bytes=2**30,
@@ -91,10 +104,14 @@ def serve_in_process(mode: str, requests: int, memcache: str) -> None:
         close = getattr(body, "close", None)
         if close is not None:
             close()
-    if mode == "samplez":
+    if mode in ("samplez", "metrics", "middleware"):
         summary = samplez.flush()
-        if not summary.applied or summary.errors:
+        if summary.errors or (mode != "middleware" and not summary.applied):
             raise RuntimeError(f"the flush failed: {summary}")
+    elif mode == "unflushed":  # thrown away, or the flush at exit would apply them
+        from samplez.engine import engine
+
+        engine.clear()
 
 
 def summary_of(path: Path) -> dict[str, int]:
@@ -163,19 +180,19 @@ def ask(port: int) -> None:
             pass
 
 
-def count(figure: str, few: int, many: int, memcache: str, out: Path) -> dict[str, Any]:
+def count(figure: str, few: int, many: int, memcache: str, out: Path, breakdown: bool) -> dict[str, Any]:
     """Per request: each mode's counts, what samplez and the peer add, and
     the ratio of the instructions the two add."""
     totals = in_process_totals if figure == "inprocess" else worker_totals
     events = ("Ir",) if figure == "inprocess" else EVENTS
     rows: dict[str, Any] = {}
-    for mode in MODES:
+    for mode in [*MODES, *(STAGES if breakdown and figure == "inprocess" else ())]:
         low, high = totals(mode, few, memcache, out), totals(mode, many, memcache, out)
         per = {event: (high[event] - low[event]) / (many - few) for event in events}
         rows[mode] = {"instructions": per["Ir"]}
         if figure == "worker":
             rows[mode].update(l1i_misses=per["I1mr"], l1d_misses=per["D1mr"] + per["D1mw"])
-    for mode in ("samplez", "peer"):
+    for mode in [m for m in rows if m != "bare"]:
         rows[mode].update({f"{name}_added": rows[mode][name] - rows["bare"][name] for name in list(rows[mode])})
     rows["samplez_x_peer_instructions_added"] = (
         rows["samplez"]["instructions_added"] / rows["peer"]["instructions_added"]
@@ -198,6 +215,12 @@ def show(figure: str, rows: dict[str, Any]) -> None:
     ratio = rows["samplez_x_peer_instructions_added"]
     target = f"  [{verdict(ratio, 0.5)} <= 0.5x; aim 0.33x: {verdict(ratio, 0.33)}]" if figure == "inprocess" else ""
     print(f"{'samplez added / peer added':34s} {ratio:12.3f}x{target}")
+    if "unflushed" in rows:
+        print("-- where samplez's instructions go, per request")
+        before = rows["bare"]["instructions"]
+        for mode, label in (*STAGES.items(), ("samplez", "+ the flush, per request")):
+            print(f"{label:34s} {rows[mode]['instructions'] - before:+12,.0f}")
+            before = rows[mode]["instructions"]
 
 
 def main() -> None:
@@ -208,6 +231,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--figure", choices=("inprocess", "worker", "both"), default="inprocess")
     parser.add_argument("--requests", type=int, nargs=2, default=(200, 1200), metavar=("FEW", "MANY"))
+    parser.add_argument("--breakdown", action="store_true", help="also count samplez stage by stage (in-process)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("bench_instructions.py needs valgrind (apt-get install -y valgrind)")
@@ -215,10 +239,11 @@ def main() -> None:
     figures: dict[str, Any] = {}
     with Memcached() as server, tempfile.TemporaryDirectory() as tmp:
         for figure in ("inprocess", "worker") if args.figure == "both" else (args.figure,):
-            figures[figure] = count(figure, few, many, server.address, Path(tmp))
+            figures[figure] = count(figure, few, many, server.address, Path(tmp), args.breakdown)
             show(figure, figures[figure])
     figures["requests"] = [few, many]
     command = f"python bench/bench_instructions.py --figure {args.figure} --requests {few} {many}"
+    command += " --breakdown" if args.breakdown else ""
     write_results("instructions", figures, command)
 
 
