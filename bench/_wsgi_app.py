@@ -89,7 +89,7 @@ def flask_app(sample: bool, page: bool = False, peer: bool = False) -> Any:
     return site
 
 
-def fill_reservoirs(memcache: str, prefix: str = "samplez") -> int:
+def fill_reservoirs(memcache: str, prefix: str = "samplez", now: float | None = None) -> int:
     """Put every reservoir registered in this process in its steady state,
     full, as for most of a busy period: its current period's counter,
     ``<prefix>:<name>:<int(now // period)>:n``, set to 1,000,000 events, so
@@ -99,7 +99,7 @@ def fill_reservoirs(memcache: str, prefix: str = "samplez") -> int:
 
     from samplez.registry import registered_metrics
 
-    now = time.time()
+    now = time.time() if now is None else now
     host, port = memcache.rsplit(":", 1)
     configs = [m for m in registered_metrics() if isinstance(m, samplez.Config)]
     with socket.create_connection((host, int(port)), timeout=5) as conn:

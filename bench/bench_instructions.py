@@ -19,7 +19,9 @@ making 3 ``samplez.set`` calls to three Configs; ``peer``,
 ``PrometheusMetrics(app, registry=CollectorRegistry())``. The samplez
 process then calls ``samplez.flush()`` once, so the flush's cost per event
 is counted (the flusher thread does not flush during the run:
-``flush_interval=3600``, ``max_pending=10**6``). Before the run every
+``flush_interval=3600``, ``max_pending=10**6``). samplez's clock stands
+still for the run and the coins are seeded, so that the counts repeat: no
+period boundary falls inside a run. Before the run every
 reservoir's current-period counter is set to 1,000,000 events
 (``_wsgi_app.fill_reservoirs``): the reservoirs are in their steady
 state, full, as for most of a busy period, so a flush replaces few slots.
@@ -48,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -81,17 +84,24 @@ def serve_in_process(mode: str, requests: int, memcache: str) -> None:
 
     import samplez
 
+    # One instant for the whole run, and seeded coins: every event falls in
+    # the period whose counter was set, with no boundary crossed mid-run
+    # (the 60 s periods would be, at random, under valgrind), and the slots
+    # a flush replaces are the same from run to run.
+    now = time.time()
+    random.seed(0)
     app = flask_app(sample=mode in ("samplez", "unflushed"), peer=mode == "peer")
     if mode not in ("bare", "peer"):
         app.wsgi_app = samplez.Middleware(  # type: ignore[method-assign]
             app.wsgi_app,
             store=samplez.MemcacheStore(memcache),
             request_metrics=mode != "middleware",
+            clock=lambda: now,
             flush_interval=3600,
             max_pending=10**6,
             max_pending_bytes=2**30,
         )
-        fill_reservoirs(memcache)
+        fill_reservoirs(memcache, now=now)
     envs = [EnvironBuilder(path=f"/item/{i}").get_environ() for i in range(PATHS)]
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
