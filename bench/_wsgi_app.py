@@ -1,39 +1,23 @@
-"""The tiny WSGI app served by gunicorn in ``bench_throughput.py``.
+"""The hello-world apps the benchmarks serve, under gunicorn
+(``bench_throughput.py``, ``bench_instructions.py --figure worker``,
+``soak_faults.py``) or called in-process (``bench_request_path.py``,
+``bench_instructions.py``).
 
-``BENCH_MODE`` picks what is served:
+``BENCH_MODE`` picks what gunicorn serves:
 
 * ``bare`` — the app alone;
 * ``wrapped`` — the same app making 3 ``samplez.set`` calls per request,
-  wrapped in the middleware with the background flusher (the design);
-* ``sync`` — the same as ``wrapped`` but applied to memcache after every
-  response (``flush='request'``), emulating the original design's
-  synchronous per-request flush.
+  wrapped in the middleware (request metrics on) with the background
+  flusher, MemcacheStore on ``SAMPLEZ_MEMCACHE``; ``BENCH_FLUSH_INTERVAL``
+  sets the flusher's interval (seconds), and ``BENCH_FILL_RESERVOIRS=1``
+  puts the reservoirs in their steady state (:func:`fill_reservoirs`);
+* ``peer`` — the bare Flask app instrumented by the peer a user would pick
+  instead of samplez: prometheus_flask_exporter's default instrumentation,
+  ``PrometheusMetrics(app)``.
 
-``burn_call`` and ``burn_close`` (``bench_placement.py``) serve the bare
-app with ``BENCH_BURN_US`` µs of CPU spent before the response is returned,
-or in the body's ``close()``, after the server has written it.
-
-The ``stage_*`` modes (``bench_stages.py``, raw WSGI or Flask app) serve
-``wrapped`` with samplez cut short after a stage, to price each stage
-inside a worker: ``stage_middleware`` (the middleware around the bare app,
-no ``set``),
-``stage_fold`` (the 3 sets, folded into events, which are then thrown
-away: the process batch is one of its own kind that keeps nothing) and
-``stage_pending`` (kept in the process batch; the flusher throws them away
-instead of applying them).
-
-``bare_thread`` (``bench_stages.py``) serves the bare app with an idle
-thread started beside it: what the flusher thread costs a sync worker by
-existing (in a process with a second thread, glibc and the kernel take
-their multi-threaded paths on every syscall and lock).
-
-``BENCH_APP=flask`` serves the same page from a Flask view instead of a
-raw WSGI function (the stack samplez's users run); ``BENCH_APP=page``
-serves a Flask view that renders a 50-row listing from a Jinja2 template.
-With either, ``peer`` serves the bare Flask app instrumented by the peer a
-user would pick instead of samplez: prometheus_flask_exporter's default
-instrumentation, ``PrometheusMetrics(app)``.
-``SAMPLEZ_MEMCACHE`` names the memcached to use.
+``BENCH_APP`` picks the app: ``wsgi`` (the default) a raw WSGI function,
+``flask`` the same page from a Flask view (the stack samplez's users run),
+``page`` a Flask view rendering a 50-row listing from a Jinja2 template.
 """
 
 from __future__ import annotations
@@ -43,9 +27,6 @@ import time
 from typing import Any
 
 import samplez
-
-MODE = os.environ.get("BENCH_MODE", "bare")
-BARE = ("bare", "bare_thread", "peer")
 
 LATENCY = samplez.Config("tp_latency", period=300, samples=10_000, by_value=True, value_units="ms")
 POPULAR = samplez.Config("tp_popular", period=600, samples=10_000, by_value=True)
@@ -108,72 +89,50 @@ def flask_app(sample: bool, page: bool = False, peer: bool = False) -> Any:
     return site
 
 
-class _BurnOnClose:
-    """A list body whose ``close()`` burns CPU, as post-response work does."""
+def fill_reservoirs(memcache: str, prefix: str = "samplez", now: float | None = None) -> int:
+    """Put every reservoir registered in this process in its steady state,
+    full, as for most of a busy period: its current period's counter,
+    ``<prefix>:<name>:<int(now // period)>:n``, set to 1,000,000 events, so
+    the flush replaces a slot with the small chance it has then rather than
+    filling an empty reservoir slot by slot. Returns how many were set."""
+    import socket
 
-    def __init__(self, body: list[bytes]) -> None:
-        self.body = body
+    from samplez.registry import registered_metrics
 
-    def __iter__(self) -> Any:
-        return iter(self.body)
-
-    def close(self) -> None:
-        burn()
-
-
-def burn() -> None:
-    end = time.perf_counter() + BURN
-    while time.perf_counter() < end:
-        pass
-
-
-BURN = float(os.environ.get("BENCH_BURN_US", "5")) * 1e-6
-
-
-def cut_short(mode: str) -> None:
-    """Stop samplez after the stage ``mode`` names (the ``stage_*`` modes)."""
-    from samplez.engine import engine
-
-    if mode == "stage_fold":  # a batch of the engine's own kind that keeps nothing
-        engine._pending = type(engine._pending)(maxlen=0)  # type: ignore[call-arg]
-    elif mode == "stage_pending":
-        engine.flush = engine.clear  # type: ignore[assignment, method-assign]
+    now = time.time() if now is None else now
+    host, port = memcache.rsplit(":", 1)
+    configs = [m for m in registered_metrics() if isinstance(m, samplez.Config)]
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        for config in configs:
+            key = f"{prefix}:{config.name}:{int(now // config.period)}:n"
+            conn.sendall(f"set {key} 0 {2 * config.period} 7\r\n1000000\r\n".encode())
+            reply = b""
+            while not reply.endswith(b"\r\n"):
+                reply += conn.recv(64)
+            if reply != b"STORED\r\n":
+                raise RuntimeError(f"memcached answered {reply!r} to setting {key}")
+    return len(configs)
 
 
-if MODE == "bare_thread":  # an idle thread beside the app, as the flusher is between flushes
-    import threading
-
-    threading.Thread(target=threading.Event().wait, name="idle", daemon=True).start()
-
-if os.environ.get("BENCH_APP") in ("flask", "page"):
-    site = flask_app(
-        sample=MODE not in (*BARE, "stage_middleware"), page=os.environ["BENCH_APP"] == "page", peer=MODE == "peer"
-    )
-    if MODE not in BARE:
-        store = samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"])
-        site.wsgi_app = samplez.Middleware(  # type: ignore[method-assign]
-            site.wsgi_app, store=store, flush="request" if MODE == "sync" else "background"
-        )
-        cut_short(MODE)
-    app: Any = site
-elif MODE == "burn_call":
-
-    def app(environ: dict[str, Any], start_response: Any) -> Any:
-        burn()
-        return bare(environ, start_response)
-
-elif MODE == "burn_close":
-
-    def app(environ: dict[str, Any], start_response: Any) -> Any:
-        return _BurnOnClose(bare(environ, start_response))
-
-elif MODE == "peer":
+MODE = os.environ.get("BENCH_MODE", "bare")
+APP = os.environ.get("BENCH_APP", "wsgi")
+if MODE not in ("bare", "wrapped", "peer") or APP not in ("wsgi", "flask", "page"):
+    raise RuntimeError(f"BENCH_MODE={MODE!r} BENCH_APP={APP!r}: want bare|wrapped|peer and wsgi|flask|page")
+if MODE == "peer" and APP == "wsgi":
     raise RuntimeError("BENCH_MODE=peer instruments a Flask app: set BENCH_APP=flask or page")
-elif MODE in BARE:
-    app = bare
-elif MODE == "stage_middleware":
-    app = samplez.Middleware(bare, store=samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"]))
-else:
-    store = samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"])
-    app = samplez.Middleware(sampling, store=store, flush="request" if MODE == "sync" else "background")
-    cut_short(MODE)
+
+app: Any = bare
+if APP != "wsgi":
+    app = flask_app(sample=MODE == "wrapped", page=APP == "page", peer=MODE == "peer")
+elif MODE == "wrapped":
+    app = sampling
+if MODE == "wrapped":
+    settings: dict[str, Any] = {"store": samplez.MemcacheStore(os.environ["SAMPLEZ_MEMCACHE"])}
+    if "BENCH_FLUSH_INTERVAL" in os.environ:
+        settings["flush_interval"] = float(os.environ["BENCH_FLUSH_INTERVAL"])
+    if APP == "wsgi":
+        app = samplez.Middleware(app, **settings)
+    else:
+        app.wsgi_app = samplez.Middleware(app.wsgi_app, **settings)
+    if os.environ.get("BENCH_FILL_RESERVOIRS"):
+        fill_reservoirs(os.environ["SAMPLEZ_MEMCACHE"])

@@ -198,6 +198,12 @@ def chart(soaked: dict[str, Any], path: Any) -> None:
     save_chart(fig, path)
 
 
+def thinned(points: list[Any], most: int = 50) -> list[Any]:
+    """Every k-th of ``points`` (and the last), at most about ``most``."""
+    step = -(-len(points) // most)
+    return points[::step] if points[-1:] == points[::step][-1:] else [*points[::step], points[-1]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=2.0)
@@ -227,6 +233,7 @@ def main() -> None:
         f" {dead['request_us_batch_full']:.2f} µs when full"
     )
     chart(soaked, RESULTS / "memory.png")
+    soaked["curve"] = thinned(soaked["curve"])  # the chart has every point; the JSON at most 50
     command = f"python bench/bench_memory.py --minutes {args.minutes:g}"
     write_results("memory", {"soak": soaked, "dead_store": dead}, command)
 

@@ -1,29 +1,26 @@
 """Throughput and latency under wrk: gunicorn (2 sync workers) on loopback
-serving a tiny app bare, wrapped by samplez (3 ``set`` calls per request,
-MemcacheStore on a memcached started here, background flusher), and
-wrapped with the original design's synchronous per-request flush.
+serving a hello-world bare, wrapped by samplez (request metrics on, 3
+``set`` calls per request, MemcacheStore on a memcached started here,
+background flusher), and instrumented by prometheus_flask_exporter's
+``PrometheusMetrics(app)`` instead, the peer a user would pick.
 
-    .venv/bin/python bench/bench_throughput.py [--rounds 9] [--seconds 3] [--app wsgi|flask|page|both]
-        [--fresh-every 1] [--ratio-only]
+    .venv/bin/python bench/bench_throughput.py [--rounds 9] [--seconds 3] [--app flask|page|wsgi]
+        [--fresh-every 1]
 
-The tiny app is a raw WSGI function (the harshest case: ~110 µs of server
-CPU per request, so every µs of samplez shows) and, by default also, the
-same page as a Flask view (``throughput_flask.json``). ``--app page`` is a
-Flask view rendering a 50-row listing from a Jinja2 template, a page more
-like the ones samplez's users serve (``throughput_page.json``).
+The app is the Flask hello-world of ``_wsgi_app`` (default); ``--app page``
+is a Flask view rendering a 50-row listing from a Jinja2 template,
+``--app wsgi`` a raw WSGI function (no peer: it instruments Flask apps).
 
-The three servers run side by side and wrk visits them in turn, round after
-round, so drifts of the shared machine hit every mode alike; figures are
-medians over the rounds. Each round starts the servers anew (``--fresh-every``
-rounds): a process's draw of hash seed and address layout moves its
-throughput by up to 1 % for as long as it lives, which a run that kept its
-first servers charged to one mode in every round.
-Target (SPEC §4): wrapped >= 0.97 x bare.
-Writes ``bench/results/throughput.json`` and ``throughput.png``.
-
-``--ratio-only`` serves the bare and wrapped app alone, for the hundreds of
-rounds it takes to pin the ratio down (one round's ratio has an sd of about
-3 % here), and writes ``throughput_ratio.json`` (``throughput_<app>_ratio``).
+The servers run side by side and wrk visits them in turn, round after
+round, their order alternating, so drifts of the shared machine hit every
+mode alike. Each round starts the servers anew (``--fresh-every`` rounds):
+a process's draw of hash seed and address layout moves its throughput by
+up to 1 % for as long as it lives. Each ratio (samplez / bare, peer /
+bare, samplez / peer) is taken per round, then the median over rounds is
+printed with its 95 % bootstrap interval.
+Target (SPEC §4): samplez ahead of the peer.
+Writes ``bench/results/throughput.json`` (``throughput_<app>.json`` for
+another app) and ``throughput.png``.
 """
 
 from __future__ import annotations
@@ -40,14 +37,14 @@ import time
 from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from _common import RESULTS, ROOT, Memcached, median, median_interval, save_chart, spread, verdict, write_results
 
 from samplez.testing import free_port
 
-MODES = ("bare", "wrapped", "sync")
-LABELS = {"bare": "bare app", "wrapped": "samplez (background flush)", "sync": "synchronous flush per request"}
+MODES = ("bare", "wrapped", "peer")
+LABELS = {"bare": "bare app", "wrapped": "samplez", "peer": "prometheus_flask_exporter"}
 PERCENTILES = ("50%", "75%", "90%", "99%")
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
@@ -188,18 +185,19 @@ def chart(figures: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"bare": "#8c8c8c", "wrapped": "#2b7bba", "sync": "#d95f02"}
+    colors = {"bare": "#8c8c8c", "wrapped": "#2b7bba", "peer": "#d95f02"}
+    modes = [m for m in MODES if m in figures]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    rps = [figures[m]["rps"]["median"] for m in MODES]
-    short = {"bare": "bare app", "wrapped": "samplez\n(background flush)", "sync": "synchronous flush\nper request"}
-    bars = left.bar([short[m] for m in MODES], rps, color=[colors[m] for m in MODES])
+    rps = [figures[m]["rps"]["median"] for m in modes]
+    short = {"bare": "bare app", "wrapped": "samplez", "peer": "prometheus_flask\n_exporter"}
+    bars = left.bar([short[m] for m in modes], rps, color=[colors[m] for m in modes])
     left.bar_label(bars, labels=[f"{v:,.0f}" for v in rps])
     left.set_ylabel("requests / s (median of rounds)")
     left.set_title("Throughput: gunicorn -w 2 + wrk, loopback")
     left.tick_params(axis="x", labelsize=8)
     xs = range(len(PERCENTILES))
     width = 0.27
-    for i, mode in enumerate(MODES):
+    for i, mode in enumerate(modes):
         values = [figures[mode][f"p{p[:-1]}_ms"]["median"] for p in PERCENTILES]
         right.bar([x + (i - 1) * width for x in xs], values, width, label=LABELS[mode], color=colors[mode])
     right.set_xticks(list(xs), [f"p{p[:-1]}" for p in PERCENTILES])
@@ -215,21 +213,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
     add_fresh_option(parser)
-    parser.add_argument("--app", choices=("wsgi", "flask", "page", "both"), default="both")
-    parser.add_argument("--ratio-only", action="store_true", help="bare and wrapped only: the ratio, for long runs")
+    parser.add_argument("--app", choices=("flask", "page", "wsgi"), default="flask")
     parser.add_argument("--chart-only", action="store_true", help="redraw throughput.png from throughput.json")
     args = parser.parse_args()
     if args.chart_only:
-        chart(json.loads((RESULTS / "throughput.json").read_text())["figures"], RESULTS / "throughput.png")
+        figures = json.loads((RESULTS / "throughput.json").read_text())["figures"]
+        chart(figures, RESULTS / "throughput.png")
         return
-    for app in ("wsgi", "flask") if args.app == "both" else (args.app,):
-        measure(app, args)
+    measure(args.app, args)
+
+
+def ratio_figure(numerators: list[dict[str, float]], denominators: list[dict[str, float]]) -> dict[str, Any]:
+    """The median over rounds of one round's requests/s ratio, with its 95 %
+    bootstrap interval and every round's ratio."""
+    ratios = [n["rps"] / d["rps"] for n, d in zip(numerators, denominators)]
+    return {"median": median(ratios), "interval_95": median_interval(ratios), "per_round": ratios[:50]}
 
 
 def measure(app: str, args: argparse.Namespace) -> None:
     """Alternated rounds of every mode for one kind of app; print and write."""
-    name = ("throughput" if app == "wsgi" else f"throughput_{app}") + ("_ratio" if args.ratio_only else "")
-    modes = ("bare", "wrapped") if args.ratio_only else MODES
+    name = "throughput" if app == "flask" else f"throughput_{app}"
+    modes = ("bare", "wrapped") if app == "wsgi" else MODES
     print(f"-- {app} app")
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     with Memcached() as server:
@@ -249,7 +253,7 @@ def measure(app: str, args: argparse.Namespace) -> None:
                 rps, p99 = result["rps"], result["p99_ms"]
                 print(f"round {round_number + 1} {mode:8s} {rps:9.0f} req/s  p99 {p99:.2f} ms")
 
-    figures: dict[str, dict[str, dict[str, float]]] = {}
+    figures: dict[str, Any] = {}
     for mode in modes:
         figures[mode] = {
             field: spread([r[field] for r in runs[mode]])
@@ -257,16 +261,12 @@ def measure(app: str, args: argparse.Namespace) -> None:
         }
         figures[mode]["non_2xx"] = spread([r["non_2xx"] for r in runs[mode]])
     # Ratios per round (same round = same machine weather), then the median.
-    ratios = [w["rps"] / b["rps"] for w, b in zip(runs["wrapped"], runs["bare"])]
-    ratio, interval = median(ratios), median_interval(ratios)
-    # Throughput a CPU-bound server keeps, from CPU per request measured in
-    # the same rounds (conservative: wrk's own CPU is left out of both).
-    cpu_ratio = median([b["server_cpu_us"] / w["server_cpu_us"] for w, b in zip(runs["wrapped"], runs["bare"])])
-    summary: dict[str, object] = {
-        "wrapped_x_bare_rps": ratio,
-        "wrapped_x_bare_rps_95_interval": interval,
-        "wrapped_x_bare_rps_per_round": ratios,
-        "bare_x_wrapped_server_cpu_per_request": cpu_ratio,
+    ratios = {"wrapped_x_bare_rps": ratio_figure(runs["wrapped"], runs["bare"])}
+    if "peer" in runs:
+        ratios["peer_x_bare_rps"] = ratio_figure(runs["peer"], runs["bare"])
+        ratios["wrapped_x_peer_rps"] = ratio_figure(runs["wrapped"], runs["peer"])
+    summary: dict[str, Any] = {
+        **ratios,
         "rounds": args.rounds,
         "seconds_per_run": args.seconds,
         "connections": args.connections,
@@ -276,28 +276,29 @@ def measure(app: str, args: argparse.Namespace) -> None:
     for mode in modes:
         f = figures[mode]
         print(
-            f"{LABELS[mode]:32s} {f['rps']['median']:9.0f} req/s  p50 {f['p50_ms']['median']:.2f} ms"
-            f"  p99 {f['p99_ms']['median']:.2f} ms"
+            f"{LABELS[mode]:26s} {f['rps']['median']:9.0f} req/s  p50 {f['p50_ms']['median']:.2f} ms"
+            f"  p99 {f['p99_ms']['median']:.2f} ms  server CPU {f['server_cpu_us']['median']:.0f} µs/request"
         )
-    print(
-        f"wrapped / bare throughput  {ratio:.3f}  [{verdict(ratio, 0.97, lower_is_better=False)} >= 0.97]"
-        f"  (95 % interval of the median {interval[0]:.3f}..{interval[1]:.3f}, {len(ratios)} rounds)"
-    )
-    cpu = ", ".join(f"{mode} {figures[mode]['server_cpu_us']['median']:.0f} µs" for mode in modes)
-    print(
-        f"server CPU per request: {cpu};"
-        f" bare/wrapped {cpu_ratio:.3f}  [{verdict(cpu_ratio, 0.97, lower_is_better=False)} >= 0.97]"
-    )
-    if "sync" in runs:
-        sync_ratio = median([s["rps"] / b["rps"] for s, b in zip(runs["sync"], runs["bare"])])
-        p99_gain = median([s["p99_ms"] / w["p99_ms"] for s, w in zip(runs["sync"], runs["wrapped"])])
-        summary.update(sync_x_bare_rps=sync_ratio, sync_p99_x_wrapped_p99=p99_gain)
-        print(f"sync-flush / bare          {sync_ratio:.3f};  sync p99 / wrapped p99 {p99_gain:.2f}x")
-        if app == "wsgi":
-            RESULTS.mkdir(parents=True, exist_ok=True)
-            chart(figures, RESULTS / "throughput.png")
+    for key, label in (
+        ("wrapped_x_bare_rps", "samplez / bare"),
+        ("peer_x_bare_rps", "peer / bare"),
+        ("wrapped_x_peer_rps", "samplez / peer"),
+    ):
+        if key in ratios:
+            r = ratios[key]
+            lo, hi = r["interval_95"]
+            target = (
+                f"  [{verdict(lo, 1.0, lower_is_better=False)}: samplez ahead]" if key == "wrapped_x_peer_rps" else ""
+            )
+            print(
+                f"{label:26s} {r['median']:.3f}  (95 % interval of the median {lo:.3f}..{hi:.3f},"
+                f" {len(r['per_round'])} rounds){target}"
+            )
+    if app == "flask":
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        chart(figures, RESULTS / "throughput.png")
     command = f"python bench/bench_throughput.py --app {app} --rounds {args.rounds} --seconds {args.seconds}"
-    write_results(name, {"summary": summary, **figures}, command + (" --ratio-only" if args.ratio_only else ""))
+    write_results(name, {"summary": summary, **figures}, command)
 
 
 if __name__ == "__main__":
