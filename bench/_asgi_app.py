@@ -51,9 +51,14 @@ def build(mode: str, memcache: str | None = None) -> Any:
     raise ValueError(f"BENCH_MODE must be one of {MODES}, got {mode!r}")
 
 
+_app: Any = None
+
+
 def __getattr__(name: str) -> Any:
-    if name == "app":
-        global app
-        app = build(os.environ.get("BENCH_MODE", "bare"), os.environ.get("SAMPLEZ_MEMCACHE"))
-        return app
-    raise AttributeError(name)
+    """``app``, built at its first use (in the server's worker, not its parent)."""
+    global _app
+    if name != "app":
+        raise AttributeError(name)
+    if _app is None:
+        _app = build(os.environ.get("BENCH_MODE", "bare"), os.environ.get("SAMPLEZ_MEMCACHE"))
+    return _app
