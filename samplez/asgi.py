@@ -102,7 +102,7 @@ class Exchange:
                 response.batch.route = matched_route(self.scope, self.root_path, response.status)
             except Exception:
                 log.exception("samplez: reading the matched route failed")
-        response.end()
+        response.end(flush=False)
         if engine.flush_mode == "request":
             threading.Thread(target=_flush, name="samplez-request-flush", daemon=True).start()
 

@@ -81,21 +81,13 @@ class Response:
                 close()
         finally:
             current.reset(token)
-            self.finish()
+            self.end()
 
-    def finish(self) -> None:
-        """The response is over: :meth:`end` it, then apply the batch if
-        ``flush='request'``. Runs as a response closes, so it never raises."""
-        self.end()
-        if engine.flush_mode == "request":
-            try:
-                engine.flush()
-            except Exception:
-                log.exception("samplez: flush after the response failed")
-
-    def end(self) -> None:
-        """Fold the batch with the request's own metrics: in-memory work
-        only, so an event loop may call it. Never raises."""
+    def end(self, flush: bool = True) -> None:
+        """The response is over: fold the batch with the request's own
+        metrics, then with ``flush='request'`` apply it (unless ``flush`` is
+        false: an event loop must not wait on the store). Runs as a response
+        closes, so it never raises."""
         sets: Iterable[tuple[int, str, Any]] = ()
         if self.metrics is not None:
             ms = (time.perf_counter() - self.started) * 1000
@@ -104,7 +96,12 @@ class Response:
                 sets = self.metrics.sets(request_key(method, self.batch.route, path, self.status), self.status, ms)
             except Exception:
                 log.exception("samplez: recording the request failed")
-        self.batch.close(served=1, extra=sets)
+        self.batch.close(1, sets)
+        if flush and engine.flush_mode == "request":
+            try:
+                engine.flush()
+            except Exception:
+                log.exception("samplez: flush after the response failed")
 
 
 class Middleware:
@@ -196,12 +193,12 @@ class Middleware:
         try:
             body = self.app(environ, response.start_response if metrics is not None else start_response)
         except BaseException:
-            response.finish()  # a request that raises still contributes its samples
+            response.end()  # a request that raises still contributes its samples
             raise
         finally:
             current.reset(token)
         if metrics is None and engine.flush_mode == "background" and type(body) in (list, tuple):
-            response.finish()
+            response.end()
             return body
         response.body = body
         return response

@@ -195,7 +195,7 @@ def fit(events: Sequence[Event], count: int, outcome: Outcome) -> tuple[Sequence
     ``MAX_COUNT`` (each kept, in order, while the total fits) and their sum;
     the others are failed in ``outcome``: they can never be stored."""
     room = MAX_COUNT - count
-    total = sum(event[2] for event in events)
+    total = sum(map(itemgetter(2), events))
     if total <= room:
         return events, total
     kept = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Sequence
 
 from ..checks import check_number, config_error, seconds
@@ -224,7 +225,7 @@ class RollingMax(_Window):
     def apply(self, events: Sequence[Event], ctx: Context) -> Plan:
         admission = yield from self.admit(events, ctx)
         groups = [
-            (self.data_key(ctx, key, bucket), max(e[2] for e in batch), batch)
+            (self.data_key(ctx, key, bucket), max(map(itemgetter(2), batch)), batch)
             for (key, bucket), batch in self._group(events, admission.stored).items()
         ]
         results = yield admission.ops + [gets(key) for key, _, _ in groups]
