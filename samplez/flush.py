@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Generator, Mapping, Sequence
 
 from .registry import metric_at
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_ROUNDS", "Context", "Event", "FlushTotals", "Outcome", "Plan", "group", "run"]
 
 log = logging.getLogger("samplez.flush")
+_slot = itemgetter(0)
 
 MAX_ROUNDS = 3
 #: ``(slot, key, value, when)``: one ``samplez.set`` waiting to be applied.
@@ -63,14 +66,9 @@ class FlushTotals:
 
 
 def group(events: Sequence[Event]) -> dict[int, list[Event]]:
-    """``{slot: [events, in order]}``."""
-    groups: dict[int, list[Event]] = {}
-    for event in events:
-        try:
-            groups[event[0]].append(event)
-        except KeyError:  # first event of a metric (setdefault would build a list per event)
-            groups[event[0]] = [event]
-    return groups
+    """``{slot: [events, in order]}`` (a stable sort keeps each metric's
+    events in the order they came)."""
+    return {slot: list(run) for slot, run in groupby(sorted(events, key=_slot), key=_slot)}
 
 
 def run(groups: Mapping[int, Sequence[Event]], ctx: Context, also: Sequence[Plan] = ()) -> FlushTotals:
