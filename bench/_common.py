@@ -103,3 +103,23 @@ def save_chart(fig: Any, path: Path) -> None:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     print(f"-> {path.relative_to(ROOT)}")
+
+
+def call_wsgi(app: Callable[..., Any], requests: int, paths: int = 64) -> None:
+    """Call the WSGI ``app`` ``requests`` times in process, for GET
+    ``/item/<n>`` over ``paths`` paths, iterating and closing each body as
+    a server does."""
+    from werkzeug.test import EnvironBuilder
+
+    envs = [EnvironBuilder(path=f"/item/{i}").get_environ() for i in range(paths)]
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        return None
+
+    for i in range(requests):
+        body = app(dict(envs[i % paths]), start_response)
+        for _ in body:
+            pass
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()

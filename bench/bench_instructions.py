@@ -60,7 +60,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, Memcached, verdict, write_results
+from _common import ROOT, Memcached, call_wsgi, verdict, write_results
 
 MODES = {"bare": "Flask hello-world, bare", "samplez": "+ samplez, 3 sets, flush", "peer": "+ PrometheusMetrics(app)"}
 #: ``--breakdown``: samplez built up stage by stage, each with its flush.
@@ -80,7 +80,6 @@ def serve_in_process(mode: str, requests: int, memcache: str) -> None:
     """The process callgrind counts: ``requests`` requests to the Flask app
     in ``mode``, then, for samplez, one flush."""
     from _wsgi_app import fill_reservoirs, flask_app
-    from werkzeug.test import EnvironBuilder
 
     import samplez
 
@@ -102,18 +101,7 @@ def serve_in_process(mode: str, requests: int, memcache: str) -> None:
             max_pending_bytes=2**30,
         )
         fill_reservoirs(memcache, now=now)
-    envs = [EnvironBuilder(path=f"/item/{i}").get_environ() for i in range(PATHS)]
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
-        return None
-
-    for i in range(requests):
-        body = app(dict(envs[i % PATHS]), start_response)
-        for _ in body:
-            pass
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
+    call_wsgi(app, requests, PATHS)
     if mode in ("samplez", "metrics", "middleware"):
         summary = samplez.flush()
         if summary.errors or (mode != "middleware" and not summary.applied):

@@ -33,10 +33,9 @@ import argparse
 import time
 from typing import Any, Callable
 
-from _common import Memcached, median_interval, ratio_interval, spread, verdict, write_results
+from _common import Memcached, call_wsgi, median_interval, ratio_interval, spread, verdict, write_results
 from _wsgi_app import flask_app
 from prometheus_client import CollectorRegistry, Counter
-from werkzeug.test import EnvironBuilder
 
 import samplez
 from samplez import batch
@@ -101,27 +100,11 @@ def ratio_of_medians(numerators: list[float], denominators: list[float]) -> dict
     return {"ratio": value, "interval_95": ratio_interval(numerators, denominators)}
 
 
-def environs() -> list[dict[str, Any]]:
-    """One WSGI environ per path, as a server builds them."""
-    return [EnvironBuilder(path=f"/item/{i}").get_environ() for i in range(PATHS)]
-
-
 def serve(app: Callable[..., Any], requests: int, after: Callable[[], Any] | None = None) -> float:
     """CPU seconds (every thread of the process) to call the WSGI ``app``
     ``requests`` times, iterating and closing each body, then ``after()``."""
-    envs = environs()
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
-        return None
-
     start = time.process_time()
-    for i in range(requests):
-        body = app(dict(envs[i % PATHS]), start_response)
-        for _ in body:
-            pass
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
+    call_wsgi(app, requests, PATHS)
     if after is not None:
         after()
     return time.process_time() - start
