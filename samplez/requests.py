@@ -113,12 +113,6 @@ def request_key(method: str, route: str | None, path: str, status: str) -> str:
     return f"{method} {route}"
 
 
-def every_request_metrics() -> list[RequestMetrics]:
-    """Every live :class:`RequestMetrics` of the process, so that readers
-    (the Prometheus exposition) know which keys are ``"<METHOD> <route>"``."""
-    return list(_made)
-
-
 _default: RequestMetrics | None = None
 
 
@@ -131,15 +125,17 @@ def default_request_metrics() -> RequestMetrics:
     return _default
 
 
-def _alive() -> list[RequestMetrics]:
-    """Every RequestMetrics alive, the process's default first."""
+def every_request_metrics() -> list[RequestMetrics]:
+    """Every live :class:`RequestMetrics` of the process, the default first,
+    so that readers (the overview, the Prometheus exposition) know which
+    metrics are request metrics."""
     made = sorted(_made, key=lambda m: m.requests.name)
     return ([_default] if _default is not None else []) + [m for m in made if m is not _default]
 
 
 def request_sections() -> list[Section]:
     """The sections of every RequestMetrics alive, the default's first."""
-    return [metrics.section for metrics in _alive()]
+    return [metrics.section for metrics in every_request_metrics()]
 
 
 def leading(sections: Any, metrics: RequestMetrics | None) -> Any:
@@ -162,7 +158,7 @@ def shown_in(metrics: Iterable[Metric]) -> RequestMetrics | None:
     ``metrics`` (what a dashboard shows), the process's default first;
     ``None`` when there is none (request metrics off, or not shown)."""
     shown = {id(metric) for metric in metrics}
-    for candidate in _alive():
+    for candidate in every_request_metrics():
         if all(id(metric) in shown for metric in candidate.metrics):
             return candidate
     return None
