@@ -27,14 +27,14 @@ import os
 import threading
 import time
 from operator import itemgetter
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from pymemcache.client.rendezvous import RendezvousHash
 
 from ..errors import ConfigError, StoreError
 from .base import REFUSED, UNREACHABLE, Op, Store, all_keys_valid, valid_key
 
-__all__ = ["DOWN_ERRNOS", "FAILURES_BEFORE_DEAD", "ClusterStore", "Node", "ServerDown", "check_timeouts"]
+__all__ = ["DOWN_ERRNOS", "FAILURES_BEFORE_DEAD", "ClusterStore", "Node", "ServerDown", "check_timeouts", "listed"]
 
 log = logging.getLogger("samplez.store")
 
@@ -58,6 +58,17 @@ DOWN_ERRNOS = frozenset((errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREA
 
 def _seconds(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def listed(servers: str | Iterable[str], label: str, kind: str) -> list[str]:
+    """The servers named by ``servers`` (a comma-separated string or an
+    iterable); :class:`ConfigError` when it names none."""
+    if isinstance(servers, str):
+        servers = [s for s in servers.split(",") if s.strip()]
+    names = list(servers)
+    if not names:
+        raise ConfigError(f"{label} must name at least one {kind}, got none")
+    return names
 
 
 def check_timeouts(connect_timeout: float, timeout: float, dead_timeout: float) -> None:

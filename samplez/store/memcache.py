@@ -7,7 +7,7 @@ from typing import Any, Iterable, Sequence
 
 from ..errors import ConfigError
 from .base import Op
-from .cluster import FAILURES_BEFORE_DEAD, ClusterStore, Node, check_timeouts
+from .cluster import FAILURES_BEFORE_DEAD, ClusterStore, Node, check_timeouts, listed
 from .wire import Connection, StaleConnection
 
 __all__ = ["FAILURES_BEFORE_DEAD", "MemcacheStore"]
@@ -99,11 +99,7 @@ class MemcacheStore(ClusterStore):
         timeout: float = 0.5,
         dead_timeout: float = 0.5,
     ) -> None:
-        if isinstance(servers, str):
-            servers = [s for s in servers.split(",") if s.strip()]
-        names = list(servers)
-        if not names:
-            raise ConfigError("servers must name at least one memcached, got none")
+        names = listed(servers, "servers", "memcached")
         check_timeouts(connect_timeout, timeout, dead_timeout)
         nodes = []
         for server in names:

@@ -49,7 +49,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigError, StoreError
 from .base import MAX_VALUE_LENGTH, REFUSED, Op
-from .cluster import DOWN_ERRNOS, ClusterStore, Node, ServerDown, check_timeouts
+from .cluster import DOWN_ERRNOS, ClusterStore, Node, ServerDown, check_timeouts, listed
 
 __all__ = ["SCRIPT", "RedisStore", "import_redis"]
 
@@ -273,14 +273,10 @@ class RedisStore(ClusterStore):
         dead_timeout: float = 0.5,
     ) -> None:
         import_redis()
-        if isinstance(urls, str):
-            urls = [u for u in urls.split(",") if u.strip()]
-        listed = list(urls)
-        if not listed:
-            raise ConfigError("urls must name at least one Redis server, got none")
+        names = listed(urls, "urls", "Redis server")
         check_timeouts(connect_timeout, timeout, dead_timeout)
         nodes = []
-        for url in listed:
+        for url in names:
             name = _node_name(url)
             try:
                 nodes.append(_Node(name, url.strip(), connect_timeout, timeout))
