@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 from typing import Sequence
@@ -14,7 +13,7 @@ from typing import Sequence
 from werkzeug.serving import make_server
 
 import samplez
-from samplez.cli.common import UsageError, add_store_options, store_from
+from samplez.cli.common import UsageError, add_store_options, stop_on_signals, store_from
 
 from .site import create_app
 from .traffic import Traffic
@@ -52,9 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"samplez demo on http://{local}:{port}/ storing to {where}", flush=True)
     print(f"samplez dashboard: http://{local}:{port}/_samplez/", flush=True)
 
-    stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
+    stopping = stop_on_signals()
     serving = threading.Thread(target=server.serve_forever, name="demo-server", daemon=True)
     serving.start()
     traffic = Traffic(local, port, rate=args.rate).start() if args.traffic else None
