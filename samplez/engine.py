@@ -56,7 +56,7 @@ def _store(store: Any) -> Store:
     if store is None:
         return MemoryStore()
     if not isinstance(store, Store):
-        raise ConfigError(f"store must be a samplez store (MemcacheStore, MemoryStore), got {store!r}")
+        raise ConfigError(f"store must be a samplez store (MemcacheStore, RedisStore, MemoryStore), got {store!r}")
     return store
 
 
