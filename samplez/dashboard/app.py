@@ -78,7 +78,9 @@ class DashboardApp:
     ) -> None:
         self.sections = _check_sections(sections)
         if store is not None and not isinstance(store, Store):
-            raise ConfigError(f"store must be a samplez store (MemcacheStore, RedisStore, MemoryStore) or None, got {store!r}")
+            raise ConfigError(
+                f"store must be a samplez store (MemcacheStore, RedisStore, MemoryStore) or None, got {store!r}"
+            )
         self.store = store
         self._guard = access.guard(auth)
         self._metrics_guard = self._guard if metrics_auth is None else access.guard(metrics_auth)
