@@ -49,6 +49,7 @@ Writes ``bench/results/instructions.json``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import shutil
@@ -95,7 +96,7 @@ def serve_in_process(mode: str, requests: int, memcache: str) -> None:
             app.wsgi_app,
             store=samplez.MemcacheStore(memcache),
             request_metrics=mode != "middleware",
-            clock=lambda: now,
+            clock=itertools.repeat(now).__next__,  # a C call, as time.time is
             flush_interval=3600,
             max_pending=10**6,
             max_pending_bytes=2**30,

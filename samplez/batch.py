@@ -7,18 +7,21 @@ batch or, outside any request, as events of their own in the process batch
 
 A request's batch is a :class:`RequestBatch` in the ``current`` context
 variable: the middleware makes a fresh one as the request's call starts,
-sets it there while the request's code runs (the call, each chunk of a
-streamed body, its ``close()``), and closes it when the response is closed.
-Closing folds it into the process batch as events stamped with one time.
-Inside a request one (metric, key) keeps one value, the last one set, kept
-with probability ``rate`` by one coin flip per key shared by every config;
-counters count every ``set``.
+sets it there while the call runs, and closes it when the response is
+closed. Closing folds it into the process batch as events stamped with one
+time. Inside a request one (metric, key) keeps one value, the last one set,
+kept with probability ``rate`` by one coin flip per key shared by every
+config; counters count every ``set``. Code that runs once the call has
+returned (a streamed body, its ``close()``) runs outside the request: its
+sets are events of their own.
 
 A thread started with a copy of the request's context sees the same batch:
 while the request is open its sets join it; once the batch is closed they
-are events of their own, as outside any request. One lock guards every
-request batch, held for a few dict stores and never across a call out, so
-a set racing the fold is either folded or an event of its own, never lost.
+are events of their own, as outside any request. Such a thread, and any
+set not made by the request's own code as it runs, takes a lock that the
+fold takes too, so a set racing the fold is either folded or an event of
+its own, never lost. The request's own code needs no lock: the batch is
+never closed while it runs.
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ import os
 import random
 import threading
 from contextvars import ContextVar, Token
+from operator import itemgetter
+from threading import get_ident
 from typing import Any, Iterable
 
 from .engine import engine
 from .flush import Event
-from .metric import Targets, resolve_targets
+from .metric import resolve_targets
 
 __all__ = ["RequestBatch", "begin", "current", "end", "set"]
 
@@ -41,6 +46,7 @@ log = logging.getLogger("samplez")
 #: The batch of the request whose code runs in this context, or None.
 current: ContextVar[RequestBatch | None] = ContextVar("samplez.request", default=None)
 _lock = threading.Lock()
+_key_of = itemgetter(1)
 
 
 def _reset_lock() -> None:
@@ -56,35 +62,24 @@ class RequestBatch:
     """One request's ``samplez.set`` calls, until :meth:`close` folds them
     into the process batch."""
 
-    __slots__ = ("values", "counts", "flips", "chars", "open", "route")
+    __slots__ = ("values", "counts", "flips", "open", "route", "thread")
 
     def __init__(self) -> None:
         self.values: dict[tuple[int, str], Any] = {}  # (slot, key) -> the last value set
         self.counts: list[tuple[int, str, Any]] = []  # counters: every set counts
         self.flips: dict[str, float] | None = None  # a key's one coin flip, for configs with rate < 1
-        self.chars = 0  # the keys' length, one per event (the process batch's bound in bytes)
         self.open = True
+        self.thread: int | None = get_ident()  # where the request's code runs, while it does
         self.route: str | None = None  # the endpoint, once named (samplez.route)
 
-    def record(self, targets: Targets, key: str, value: Any) -> bool:
-        """Apply the request rules to one ``set``; False once closed."""
-        with _lock:
-            if not self.open:
-                return False
-            for slot, every, rate in targets.rules:
-                self.chars += len(key)
-                if every:
-                    self.counts.append((slot, key, value))
-                elif rate == 1.0 or self._flip(key) < rate:
-                    self.values[slot, key] = value
-        return True
-
-    def _flip(self, key: str) -> float:
+    def flip(self, key: str) -> float:
+        """The coin flipped for ``key`` in this request (the first set of
+        the key flips it)."""
         if self.flips is None:
             self.flips = {}
         flip = self.flips.get(key)
         if flip is None:
-            flip = self.flips[key] = random.random()
+            flip = self.flips.setdefault(key, random.random())  # a racing thread's flip may win
         return flip
 
     def close(self, served: int = 0, extra: Iterable[tuple[int, str, Any]] = ()) -> None:
@@ -93,27 +88,30 @@ class RequestBatch:
         ``served`` requests; later sets are events of their own. Runs as a
         response closes, so it never raises: a clock that fails costs the
         request's samples (logged, counted as dropped), not the request."""
-        with _lock:
+        _lock.acquire()
+        try:
             if not self.open:
                 return
             self.open = False
-        events: list[Event] = []
-        chars = self.chars
+            self.thread = None
+        finally:
+            _lock.release()
         try:
             when = engine.clock()
         except Exception:
             lost = len(self.values) + len(self.counts)
             log.exception("samplez: the clock failed; %d samples dropped", lost)
             engine.drop(lost)
-        else:
-            for (slot, key), value in self.values.items():
-                events.append((slot, key, value, when))
-            for slot, key, value in self.counts:
-                events.append((slot, key, value, when))
-            for slot, key, value in extra:
-                events.append((slot, key, value, when))
-                chars += len(key)
-        engine.extend(events, chars, served)
+            engine.extend([], 0, served)
+            return
+        events: list[Event] = []
+        for (slot, key), value in self.values.items():
+            events.append((slot, key, value, when))
+        for slot, key, value in self.counts:
+            events.append((slot, key, value, when))
+        for slot, key, value in extra:
+            events.append((slot, key, value, when))
+        engine.extend(events, sum(map(len, map(_key_of, events))), served)
 
 
 def set(target: Any, key: str | bytes, value: int | float | str = 1) -> None:  # noqa: A001
@@ -131,15 +129,36 @@ def set(target: Any, key: str | bytes, value: int | float | str = 1) -> None:  #
         targets = target._samplez_targets
     except AttributeError:
         targets = resolve_targets(target)
-    for check in targets.checks:
-        check(value)
+    if type(value) is not float or not targets.floats or value - value != 0.0:  # a finite float needs no call
+        targets.check(value)
     if type(key) is not str or len(key) > targets.key_limit:
         key = _key(key, targets.key_limit)
     batch = current.get()
-    if batch is None or not batch.record(targets, key, value):
-        alone = RequestBatch()  # outside any request, or after its end: events of their own
-        alone.record(targets, key, value)
-        alone.close()
+    alone = batch is None
+    if batch is None:
+        batch = RequestBatch()  # outside any request: events of their own
+    while True:
+        # The request's own code, on the thread it runs on, takes no lock:
+        # nothing closes its batch while it runs. Any other thread does.
+        mine = batch.thread == get_ident()
+        if not mine:
+            _lock.acquire()
+        try:
+            if batch.open:
+                for slot in targets.kept:
+                    batch.values[slot, key] = value
+                for slot in targets.counted:
+                    batch.counts.append((slot, key, value))
+                for slot, rate in targets.sampled:
+                    if batch.flip(key) < rate:
+                        batch.values[slot, key] = value
+                break
+        finally:
+            if not mine:
+                _lock.release()
+        batch, alone = RequestBatch(), True  # its request is over: events of their own
+    if alone:
+        batch.close()
 
 
 def _key(key: object, limit: int) -> str:

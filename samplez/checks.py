@@ -115,11 +115,14 @@ def check_number(value: object) -> None:
     """An int or a finite float (``bool`` is not a number here); samples are
     stored as floats, so an int must fit one."""
     kind = type(value)
-    if kind is int and -FLOAT_MAX <= value <= FLOAT_MAX:  # type: ignore[operator]
+    if kind is float:
+        if value - value == 0.0:  # type: ignore[operator]  # finite: inf - inf and nan - nan are nan
+            return
+    elif kind is int and -FLOAT_MAX <= value <= FLOAT_MAX:  # type: ignore[operator]
         return
-    if kind is float or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
-            finite = math.isfinite(value)  # type: ignore[arg-type]
+            finite = math.isfinite(value)
         except OverflowError:  # an int past the float range
             finite = False
         if not finite:

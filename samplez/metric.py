@@ -5,6 +5,7 @@ protocol of :mod:`samplez.flush`."""
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence
 
 from . import checks, registry
@@ -110,19 +111,30 @@ class Section:
 
 
 class Targets:
-    """What one ``samplez.set`` target stands for: its metrics, the checks
-    of a value, and how many characters of a key they can use. Kept on each
-    Metric and Section, made anew for any other iterable."""
+    """What one ``samplez.set`` target stands for: its metrics, the check
+    of a value, how many characters of a key they can use, and what a
+    request batch does with a value. Kept on each Metric and Section, made
+    anew for any other iterable."""
 
-    __slots__ = ("metrics", "checks", "key_limit", "rules")
+    __slots__ = ("metrics", "check", "key_limit", "kept", "counted", "sampled", "floats")
 
     def __init__(self, metrics: tuple[Metric, ...]) -> None:
         self.metrics = metrics
-        self.checks = tuple(dict.fromkeys(type(m).check_value for m in metrics))
+        kinds = tuple(dict.fromkeys(type(m).check_value for m in metrics))
+        self.check: Callable[[object], None] = kinds[0] if len(kinds) == 1 else functools.partial(_check_all, kinds)
+        #: Every metric takes any finite float (what most sets give).
+        self.floats = kinds == (checks.check_number,)
         self.key_limit = max(m.set_key_limit for m in metrics)
-        #: Per metric, what a request batch does with a value: (slot, every
-        #: set counts, rate).
-        self.rules = tuple((m.slot, not m.dedup_in_request, m.rate) for m in metrics)
+        #: Slots whose last value in a request is kept; whose every set
+        #: counts; and (slot, rate) of those kept by a coin flip per key.
+        self.kept = tuple(m.slot for m in metrics if m.dedup_in_request and m.rate == 1.0)
+        self.counted = tuple(m.slot for m in metrics if not m.dedup_in_request)
+        self.sampled = tuple((m.slot, m.rate) for m in metrics if m.dedup_in_request and m.rate < 1.0)
+
+
+def _check_all(checks: tuple[Callable[[object], None], ...], value: object) -> None:
+    for check in checks:
+        check(value)
 
 
 def resolve_targets(target: object) -> Targets:

@@ -145,7 +145,7 @@ def test_without_request_metrics_the_overview_says_so(samplez_on):
 def test_a_middleware_without_request_metrics_opens_on_the_message(samplez_on):
     config = samplez.Config(unique_name("lat"), period=60, samples=10, by_value=True)
     only = samplez.Section("Only", config)
-    site = samplez.Middleware(lambda e, s: s("200 OK", []) or [b""], request_metrics=False, sections=[only])
+    site = samplez.Middleware(lambda e, s: [s("200 OK", []) and b""], request_metrics=False, sections=[only])
     app = webtest.TestApp(site, extra_environ=LOCAL)
     app.get("/")
     data = app.get("/_samplez/?format=json").json

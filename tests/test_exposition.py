@@ -166,7 +166,7 @@ def test_types_and_help(samplez_on):
 
 def test_request_metrics_carry_method_route_and_status(samplez_on):
     metrics = samplez.RequestMetrics(prefix=unique_name("web"))
-    app = samplez.Middleware(lambda environ, start: start("200 OK", []) or [b"ok"], request_metrics=metrics)
+    app = samplez.Middleware(lambda environ, start: [start("200 OK", []) and b"ok"], request_metrics=metrics)
     client = webtest.TestApp(app)
     for path in ("/users/1", "/users/2", "/about"):
         client.get(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import sys
 import threading
@@ -85,19 +86,26 @@ def test_background_mode_does_no_store_work_on_the_request_path(memcached, confi
     assert samplez.get(config).total_events == 1
 
 
-def test_streamed_responses_keep_their_request_batch_until_closed(samplez_on, config):
+def test_sets_while_a_streamed_body_is_produced_are_events_of_their_own(samplez_on, config):
+    # The request's code runs in the call; a body produced after it returns
+    # runs as the server iterates, outside the request: each set counts.
     def app(environ, start_response):
+        samplez.set(config, "called", 1)
+        samplez.set(config, "called", 2)  # in the call: replaces 1
         start_response("200 OK", [("Content-Type", "text/plain")])
 
         def body():
+            assert batch.current.get() is None
             samplez.set(config, "streamed", 1)
             samplez.set(config, "streamed", 2)
             yield b"x"
 
         return body()
 
-    webtest.TestApp(middleware(app)).get("/")
-    assert samplez.get(config).count("streamed") == 1
+    assert webtest.TestApp(middleware(app)).get("/").text == "x"
+    result = samplez.get(config)
+    assert [v for _, v in result.samples("called")] == [2.0]
+    assert sorted(v for _, v in result.samples("streamed")) == [1.0, 2.0]
 
 
 @pytest.mark.parametrize(
@@ -119,33 +127,31 @@ def test_an_open_streamed_response_leaves_the_thread_outside_any_request(samplez
         def __iter__(self):
             samplez.set(config, "a", 1)
             yield b"a"
-            samplez.set(config, "a", 2)  # the same request: replaces 1
 
         def close(self):
             samplez.set(config, "closed", 1)
 
     def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
-        if environ["PATH_INFO"] == "/a":
-            return Body()
-        samplez.set(config, "b", 1)
-        return [b"b"]
+        samplez.set(config, environ["PATH_INFO"], 1)
+        samplez.set(config, environ["PATH_INFO"], 2)
+        return Body() if environ["PATH_INFO"] == "/a" else [b"b"]
 
     wrapped = middleware(app, flush="background", flush_interval=3600)  # flushed below
     before = batch.current.get()
     first = wsgi_call(wrapped, "/a")
+    assert batch.current.get() is before
     samplez.set(config, "between", 1)  # the thread is outside /a: an event of its own
     assert engine.pending == 1
-    wsgi_call(wrapped, "/b")
-    samplez.set(config, "outside", 1)
-    assert engine.pending == 3
-    assert list(first) == [b"a"]
-    first.close()
+    wsgi_call(wrapped, "/b")  # a request of its own while /a is open
+    assert engine.pending == 2
+    assert list(first) == [b"a"]  # produced outside the request: an event
+    first.close()  # the close's set is an event, then /a's batch is folded
     assert engine.pending == 5 and batch.current.get() is before
     samplez.flush()
     result = samplez.get(config)
-    assert [v for _, v in result.samples("a")] == [2.0]
-    assert result.count("closed") == result.count("b") == result.count("outside") == result.count("between") == 1
+    assert [v for _, v in result.samples("/a")] == [v for _, v in result.samples("/b")] == [2.0]
+    assert result.count("a") == result.count("closed") == result.count("between") == 1
 
 
 def test_a_set_from_a_copy_of_the_request_context_after_the_response_is_an_event(samplez_on, config):
@@ -171,41 +177,29 @@ def test_a_set_from_a_copy_of_the_request_context_after_the_response_is_an_event
     assert result.count("in") == 2 and result.count("late") == 2
 
 
-def test_a_body_closed_in_a_copy_of_the_request_context_still_folds_its_batch(samplez_on, config):
+def test_a_body_closed_on_another_thread_still_folds_its_batch(samplez_on, config):
     def app(environ, start_response):
+        samplez.set(config, "called", 1)
         start_response("200 OK", [("Content-Type", "text/plain")])
+        return iter([b"x"])
 
-        def body():
-            samplez.set(config, "streamed", 1)
-            yield b"x"
-
-        return body()
-
-    def request_then_more():  # in a context of its own, which keeps the closed batch
-        wrapped = middleware(app, flush="background", flush_interval=3600)
-        body = wsgi_call(wrapped, "/")
-        assert list(body) == [b"x"]
-        contextvars.copy_context().run(body.close)  # the token cannot be reset there
-        assert engine.pending == 1
-        samplez.set(config, "after", 1)  # the request's batch is closed: an event of its own
-        assert engine.pending == 2
-
-    contextvars.Context().run(request_then_more)
+    wrapped = middleware(app, flush="background", flush_interval=3600)
+    body = wsgi_call(wrapped, "/")
+    assert list(body) == [b"x"] and engine.pending == 0
+    closer = threading.Thread(target=contextvars.Context().run, args=(body.close,))
+    closer.start()
+    closer.join()
+    assert engine.pending == 1
     samplez.flush()
-    result = samplez.get(config)
-    assert result.count("streamed") == result.count("after") == 1
+    assert samplez.get(config).count("called") == 1
 
 
 def test_a_middleware_inside_another_with_a_streamed_body_gives_the_thread_back(samplez_on, config):
     def inner_app(environ, start_response):
+        samplez.set(config, "inner", 1)
+        samplez.set(config, "inner", 2)  # in the inner request: replaces 1
         start_response("200 OK", [("Content-Type", "text/plain")])
-
-        def body():
-            samplez.set(config, "inner", 1)
-            samplez.set(config, "inner", 2)  # produced in the inner request: replaces 1
-            yield b"inner"
-
-        return body()
+        return iter([b"inner"])
 
     inner = middleware(inner_app, dashboard_path=None)
 
@@ -319,6 +313,103 @@ def test_sets_from_a_copied_context_racing_the_fold_count_once_and_raise_nothing
             time.sleep(0.001)
             done.set()
             environ["test.thread"].join()
+    finally:
+        sys.setswitchinterval(switch)
+    summary = samplez.flush()
+    assert (summary.applied, summary.dropped) == (2 * sum(sets), 0)
+    assert samplez.get(hits)["k"].total == sum(sets)
+
+
+def test_only_the_request_code_as_it_runs_sets_without_the_lock(samplez_on, config):
+    # While the call runs, its sets need no lock: nothing folds the batch
+    # meanwhile. Once it has returned, the server may close the body on
+    # any thread, so a copy of the request's context run on its own thread
+    # waits for the lock as any other thread does.
+    copies = []
+    order = []
+
+    def app(environ, start_response):
+        with held_lock(order):
+            samplez.set(config, "in the call", 1)  # does not wait
+            order.append("set in the call")
+        copies.append(contextvars.copy_context())
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return iter([b"ok"])
+
+    body = wsgi_call(middleware(app, flush="background", flush_interval=3600), "/")
+    with held_lock(order):
+        copies[0].run(samplez.set, config, "after the call", 1)  # waits for the release
+        order.append("set after the call")
+    body.close()
+    assert order == ["set in the call", "released", "released", "set after the call"]
+    samplez.flush()
+    result = samplez.get(config)
+    assert result.count("in the call") == result.count("after the call") == 1
+
+
+@contextlib.contextmanager
+def held_lock(order):
+    """Hold the request batches' lock on another thread for 0.2 s, then
+    note its release in ``order``."""
+    held = threading.Event()
+
+    def hold():
+        with batch._lock:
+            held.set()
+            time.sleep(0.2)
+            order.append("released")
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    try:
+        yield
+    finally:
+        holder.join()
+
+
+def test_a_copy_run_on_the_request_thread_after_the_call_races_a_close_elsewhere(samplez_on):
+    # Once the call has returned, the request's code no longer runs on its
+    # thread: a copy of its context run there takes the lock as any other
+    # thread does, so a server closing the body on another thread loses
+    # nothing and raises nothing.
+    hits = samplez.RollingCounter(unique_name("race"), window=60)
+    keys = samplez.Config(unique_name("race"), period=60, samples=100_000, by_value=True)
+    done = threading.Event()
+    sets = []
+    copies = []
+
+    def hammer():
+        count = 0
+        while not done.is_set():  # until the body is closed, and a little after
+            samplez.set(hits, "k")
+            samplez.set(keys, str(count))
+            count += 1
+        sets.append(count)
+
+    def app(environ, start_response):
+        copies.append(contextvars.copy_context())
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return iter([b"ok"])
+
+    def close_soon(body):
+        time.sleep(0.0005)
+        body.close()
+        done.set()
+
+    wrapped = middleware(app, flush="background", flush_interval=3600, max_pending=1_000_000, max_pending_bytes=2**30)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(30):
+            environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.errors": sys.stderr}
+            body = wrapped(environ, lambda status, headers, exc_info=None: None)
+            assert list(body) == [b"ok"]
+            done.clear()
+            closer = threading.Thread(target=close_soon, args=(body,))
+            closer.start()
+            copies.pop().run(hammer)
+            closer.join()
     finally:
         sys.setswitchinterval(switch)
     summary = samplez.flush()

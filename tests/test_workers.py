@@ -52,7 +52,7 @@ def test_a_worker_leaves_the_list_when_its_heartbeat_expires(samplez_on, clock):
 def test_requests_served_are_counted(samplez_on, clock):
     import webtest
 
-    client = webtest.TestApp(samplez.Middleware(lambda e, s: s("200 OK", []) or [b""], flush="request"))
+    client = webtest.TestApp(samplez.Middleware(lambda e, s: [s("200 OK", []) and b""], flush="request"))
     engine.heartbeat.last = -float("inf")
     served = engine.served
     for _ in range(3):
