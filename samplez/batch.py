@@ -145,13 +145,17 @@ def set(target: Any, key: str | bytes, value: int | float | str = 1) -> None:  #
             _lock.acquire()
         try:
             if batch.open:
-                for slot in targets.kept:
-                    batch.values[slot, key] = value
-                for slot in targets.counted:
-                    batch.counts.append((slot, key, value))
-                for slot, rate in targets.sampled:
-                    if batch.flip(key) < rate:
+                # (a loop over an empty tuple makes an iterator: test first)
+                if targets.kept:
+                    for slot in targets.kept:
                         batch.values[slot, key] = value
+                if targets.counted:
+                    for slot in targets.counted:
+                        batch.counts.append((slot, key, value))
+                if targets.sampled:
+                    for slot, rate in targets.sampled:
+                        if batch.flip(key) < rate:
+                            batch.values[slot, key] = value
                 break
         finally:
             if not mine:
