@@ -1,7 +1,7 @@
 """The request path in-process, each figure beside the peer a user would
 pick instead, measured in the same run.
 
-    .venv/bin/python bench/bench_request_path.py [--rounds 30] [--requests 3000]
+    .venv/bin/python bench/bench_request_path.py [--rounds 30] [--requests 3000] [--fresh]
 
 * ``samplez.set`` per call, inside a request (``batch.begin``/``end``) and
   outside one, beside prometheus_client's ``Counter.inc``.
@@ -25,6 +25,12 @@ to its requests; memcached's own CPU is not. What an app adds is its time
 minus the bare app's in the same round; every figure is the median over
 rounds with its 95 % bootstrap interval, the ratio's resampling rounds
 whole.
+
+Before each round every reservoir is put in its steady state, full, as the
+instruction count does (``bench_instructions.py``): a flush then replaces
+a slot with the small chance it has late in a busy period. ``--fresh``
+leaves them to fill from empty instead, as in the first samples of each
+period, when every event takes a slot and a store write.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import time
 from typing import Any, Callable
 
 from _common import Memcached, call_wsgi, median_interval, ratio_interval, spread, verdict, write_results
-from _wsgi_app import flask_app
+from _wsgi_app import fill_reservoirs, flask_app
 from prometheus_client import CollectorRegistry, Counter
 
 import samplez
@@ -110,9 +116,11 @@ def serve(app: Callable[..., Any], requests: int, after: Callable[[], Any] | Non
     return time.process_time() - start
 
 
-def flask_figures(rounds: int, requests: int, memcache: str) -> dict[str, Any]:
+def flask_figures(rounds: int, requests: int, memcache: str, fresh: bool = False) -> dict[str, Any]:
     """CPU µs per request of the bare, samplez and peer Flask apps, and
-    what the two add, one figure of each per round."""
+    what the two add, one figure of each per round. Unless ``fresh``, every
+    reservoir is put in its steady state before each round, as the
+    instruction count does (``_wsgi_app.fill_reservoirs``)."""
     wrapped = flask_app(sample=True)
     wrapped.wsgi_app = samplez.Middleware(  # type: ignore[method-assign]
         wrapped.wsgi_app, store=samplez.MemcacheStore(memcache), flush="background", max_pending=100_000
@@ -124,6 +132,8 @@ def flask_figures(rounds: int, requests: int, memcache: str) -> dict[str, Any]:
     us: dict[str, list[float]] = {name: [] for name in apps}
     names = list(apps)
     for r in range(rounds):
+        if not fresh:
+            fill_reservoirs(memcache)
         for name in names[r % 3 :] + names[: r % 3]:
             us[name].append(serve(apps[name], requests, after.get(name)) / requests * 1e6)
     samplez_added = [s - b for s, b in zip(us["samplez"], us["bare"])]
@@ -149,11 +159,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15, help="runs of the set/Counter.inc figures")
     parser.add_argument("--rounds", type=int, default=30, help="rounds of the three Flask apps")
     parser.add_argument("--requests", type=int, default=3_000, help="requests per app per round")
+    parser.add_argument(
+        "--fresh", action="store_true", help="leave the reservoirs to fill from empty: each new period's first samples"
+    )
     args = parser.parse_args()
 
     figures = set_figures(args.repeats)
     with Memcached() as server:
-        figures.update(flask_figures(args.rounds, args.requests, server.address))
+        figures.update(flask_figures(args.rounds, args.requests, server.address, args.fresh))
         engine.stop()
 
     inc = figures["counter_inc_us"]["median"]
@@ -164,7 +177,8 @@ def main() -> None:
         lo, hi = x["interval_95"]
         target = f"[{verdict(x['ratio'], 1)} <= 1x]" if name == "in_request" else ""
         print(f"samplez.set {label:24s} {s:.3f} µs  {x['ratio']:.2f}x inc (95 % {lo:.2f}-{hi:.2f})  {target}")
-    print(f"Flask hello-world, CPU per request ({args.rounds} rounds of {args.requests}):")
+    state = "reservoirs filling from empty" if args.fresh else "reservoirs full"
+    print(f"Flask hello-world, CPU per request ({args.rounds} rounds of {args.requests}, {state}):")
     rows = {
         "flask_bare_us": "bare",
         "flask_samplez_us": "samplez, 3 sets, flush included",
@@ -184,7 +198,9 @@ def main() -> None:
     )
     print(f"flusher during the run               {figures['flusher']}")
     command = f"python bench/bench_request_path.py --repeats {args.repeats} --rounds {args.rounds}"
-    write_results("request_path", figures, f"{command} --requests {args.requests}")
+    figures["fresh_reservoirs"] = args.fresh
+    command += f" --requests {args.requests}" + (" --fresh" if args.fresh else "")
+    write_results("request_path", figures, command)
 
 
 if __name__ == "__main__":

@@ -105,13 +105,15 @@ class RequestBatch:
             engine.extend([], 0, served)
             return
         events: list[Event] = []
-        for (slot, key), value in self.values.items():
-            events.append((slot, key, value, when))
-        for slot, key, value in self.counts:
-            events.append((slot, key, value, when))
+        if self.values:
+            for (slot, key), value in self.values.items():
+                events.append((slot, key, value, when))
+        if self.counts:
+            for slot, key, value in self.counts:
+                events.append((slot, key, value, when))
         for slot, key, value in extra:
             events.append((slot, key, value, when))
-        engine.extend(events, sum(map(len, map(_key_of, events))), served)
+        engine.extend(events, sum(map(len, map(_key_of, events))) if events else 0, served)
 
 
 def set(target: Any, key: str | bytes, value: int | float | str = 1) -> None:  # noqa: A001
