@@ -67,7 +67,7 @@ class RequestBatch:
     def __init__(self) -> None:
         self.values: dict[tuple[int, str], Any] = {}  # (slot, key) -> the last value set
         self.counts: list[tuple[int, str, Any]] = []  # counters: every set counts
-        self.flips: dict[str, float] | None = None  # a key's one coin flip, for configs with rate < 1
+        self.flips: dict[str, float] = {}  # a key's one coin flip, for configs with rate < 1
         self.open = True
         self.thread: int | None = get_ident()  # where the request's code runs, while it does
         self.route: str | None = None  # the endpoint, once named (samplez.route)
@@ -75,8 +75,6 @@ class RequestBatch:
     def flip(self, key: str) -> float:
         """The coin flipped for ``key`` in this request (the first set of
         the key flips it)."""
-        if self.flips is None:
-            self.flips = {}
         flip = self.flips.get(key)
         if flip is None:
             flip = self.flips.setdefault(key, random.random())  # a racing thread's flip may win

@@ -13,7 +13,7 @@ import samplez
 from samplez import batch
 from samplez.counters import OTHER, Counter, CounterResult
 from samplez.counters import index as index_module
-from samplez.counters.base import send_repairs, settle_counts
+from samplez.counters.base import by_key_and_step, send_repairs, settle_counts
 from samplez.engine import engine
 from samplez.flush import Outcome
 from samplez.store.base import REFUSED, UNREACHABLE, delete, set_
@@ -299,3 +299,25 @@ def test_a_new_store_gets_its_own_index_even_at_a_freed_stores_address(
         samplez.set(visitors, "site", "a")
         samplez.flush()
         assert samplez.get(visitors).keys() == ["site"]
+
+
+@pytest.mark.parametrize(
+    "whens",
+    [
+        pytest.param([100.0] * 6, id="one-step"),
+        pytest.param([100.0, 100.0, 170.0, 170.0, 100.0, 170.0], id="two-steps"),
+    ],
+)
+def test_events_grouped_where_they_are_counted_keep_the_order_they_came(whens):
+    # Keys past max_keys are counted together under OTHER: their events,
+    # interleaved, stay in arrival order (a count near MAX_COUNT keeps the
+    # first ones that fit), whether the flush's events share one step or not.
+    stored = {"a": OTHER, "b": OTHER, "c": "c"}
+    keys = ["b", "a", "c", "a", "b", "c"]
+    events = [(0, key, i + 1, when) for i, (key, when) in enumerate(zip(keys, whens))]
+    groups = by_key_and_step(events, stored, 60)
+    expected: dict = {}
+    for event in events:
+        expected.setdefault((stored[event[1]], int(event[3] // 60)), []).append(event)
+    assert groups == expected
+    assert [event[1] for event in groups[OTHER, 1]][:2] == ["b", "a"]

@@ -329,15 +329,16 @@ def test_only_the_request_code_as_it_runs_sets_without_the_lock(samplez_on, conf
     order = []
 
     def app(environ, start_response):
-        with held_lock(order):
-            samplez.set(config, "in the call", 1)  # does not wait
+        with held_lock(order, seconds=10) as done:  # held until this set returns
+            samplez.set(config, "in the call", 1)  # would wait 10 s for the lock
             order.append("set in the call")
+            done.set()
         copies.append(contextvars.copy_context())
         start_response("200 OK", [("Content-Type", "text/plain")])
         return iter([b"ok"])
 
     body = wsgi_call(middleware(app, flush="background", flush_interval=3600), "/")
-    with held_lock(order):
+    with held_lock(order, seconds=0.2):
         copies[0].run(samplez.set, config, "after the call", 1)  # waits for the release
         order.append("set after the call")
     body.close()
@@ -348,22 +349,22 @@ def test_only_the_request_code_as_it_runs_sets_without_the_lock(samplez_on, conf
 
 
 @contextlib.contextmanager
-def held_lock(order):
-    """Hold the request batches' lock on another thread for 0.2 s, then
-    note its release in ``order``."""
-    held = threading.Event()
+def held_lock(order, seconds):
+    """Hold the request batches' lock on another thread until the event
+    yielded is set or ``seconds`` pass, then note its release in ``order``."""
+    held, done = threading.Event(), threading.Event()
 
     def hold():
         with batch._lock:
             held.set()
-            time.sleep(0.2)
+            done.wait(seconds)
             order.append("released")
 
     holder = threading.Thread(target=hold)
     holder.start()
     held.wait()
     try:
-        yield
+        yield done
     finally:
         holder.join()
 

@@ -189,14 +189,12 @@ def by_key_and_step(
     step = int((min(map(_when, events)) - offset) // seconds)
     if step == int((max(map(_when, events)) - offset) // seconds):
         # The usual flush, a fraction of one step: group by key alone,
-        # with a stable sort rather than a Python loop over the events.
-        for key, run in groupby(sorted(events, key=_key), key=_key):
-            where = (stored[key], step)
-            if where in groups:
-                groups[where].extend(run)
-            else:
-                groups[where] = list(run)
-        return groups
+        # with a stable sort rather than a Python loop over the events,
+        # unless two keys are counted in one place (past max_keys), whose
+        # events must stay in the order they came.
+        runs = [(key, list(run)) for key, run in groupby(sorted(events, key=_key), key=_key)]
+        if len({stored[key] for key, _ in runs}) == len(runs):
+            return {(stored[key], step): run for key, run in runs}
     for event in events:
         where = (stored[event[1]], int((event[3] - offset) // seconds))
         group = groups.get(where)
