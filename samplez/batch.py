@@ -7,21 +7,20 @@ batch or, outside any request, as events of their own in the process batch
 
 A request's batch is a :class:`RequestBatch` in the ``current`` context
 variable: the middleware makes a fresh one as the request's call starts,
-sets it there while the call runs, and closes it when the response is
-closed. Closing folds it into the process batch as events stamped with one
-time. Inside a request one (metric, key) keeps one value, the last one set,
-kept with probability ``rate`` by one coin flip per key shared by every
-config; counters count every ``set``. Code that runs once the call has
-returned (a streamed body, its ``close()``) runs outside the request: its
-sets are events of their own.
+sets it there while the call runs and again while a streamed body is sent
+and closed, and closes it when the response is closed. Closing folds it
+into the process batch as events stamped with one time. Inside a request
+one (metric, key) keeps one value, the last one set, kept with probability
+``rate`` by one coin flip per key shared by every config; counters count
+every ``set``.
 
 A thread started with a copy of the request's context sees the same batch:
 while the request is open its sets join it; once the batch is closed they
 are events of their own, as outside any request. Such a thread, and any
-set not made by the request's own code as it runs, takes a lock that the
-fold takes too, so a set racing the fold is either folded or an event of
-its own, never lost. The request's own code needs no lock: the batch is
-never closed while it runs.
+set made once the request's call has returned (a streamed body too), takes
+a lock that the fold takes too, so a set racing the fold is either folded
+or an event of its own, never lost. The call itself, on its thread, needs
+no lock: the batch is never closed while it runs.
 """
 
 from __future__ import annotations

@@ -4,16 +4,18 @@ request metrics, and serves the dashboard.
 Each request gets a fresh :class:`~samplez.batch.RequestBatch`, set in the
 request's context as the app is called and reset as the call returns. A
 response is over when it is closed: the :class:`Response` the middleware
-returns passes the body through and, after the body's own ``close()``,
-records the request's metrics into the batch and closes it. A list body
-with nothing to record is over as the call returns.
+returns sets the batch again while each chunk of a streamed body is
+produced and while the body closes (handler code may run then), and after
+the body's own ``close()`` records the request's metrics into the batch
+and closes it. A list body with nothing to record is over as the call
+returns.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Generator, Iterable, Iterator
 
 from . import routes
 from .api import configure
@@ -25,6 +27,7 @@ from .requests import RequestMetrics, default_request_metrics, leading, request_
 __all__ = ["Middleware", "Response"]
 
 log = logging.getLogger("samplez")
+_END: Any = object()  # what a spent body's next() gives instead of raising
 
 
 class Response:
@@ -51,14 +54,34 @@ class Response:
         return self._start_response(status, headers, exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self.body)
+        if type(self.body) in (list, tuple):  # produced already: no handler code runs
+            return iter(self.body)
+        return self._produce()
+
+    def _produce(self) -> Generator[bytes, None, None]:
+        # Handler code may run as each chunk is produced: the request's
+        # batch is the context's then, and never while the server holds a
+        # chunk (a body left half-read or never closed leaves no context
+        # behind).
+        chunks = iter(self.body)
+        while True:
+            token = current.set(self.batch)
+            try:
+                chunk = next(chunks, _END)
+            finally:
+                current.reset(token)
+            if chunk is _END:
+                return
+            yield chunk
 
     def close(self) -> None:
+        token = current.set(self.batch)
         try:
             close = getattr(self.body, "close", None)
             if close is not None:
                 close()
         finally:
+            current.reset(token)
             self.end()
 
     def end(self, flush: bool = True) -> None:

@@ -86,26 +86,22 @@ def test_background_mode_does_no_store_work_on_the_request_path(memcached, confi
     assert samplez.get(config).total_events == 1
 
 
-def test_sets_while_a_streamed_body_is_produced_are_events_of_their_own(samplez_on, config):
-    # The request's code runs in the call; a body produced after it returns
-    # runs as the server iterates, outside the request: each set counts.
+def test_a_streamed_body_runs_in_its_request_until_closed(samplez_on, config):
+    # A generator app runs all its code as the server iterates the body:
+    # it is still the request, so one key keeps one value and its route.
     def app(environ, start_response):
-        samplez.set(config, "called", 1)
-        samplez.set(config, "called", 2)  # in the call: replaces 1
         start_response("200 OK", [("Content-Type", "text/plain")])
+        samplez.route("generated")
+        samplez.set(config, "streamed", 1)
+        yield b"x"
+        samplez.set(config, "streamed", 2)  # the same request: replaces 1
 
-        def body():
-            assert batch.current.get() is None
-            samplez.set(config, "streamed", 1)
-            samplez.set(config, "streamed", 2)
-            yield b"x"
-
-        return body()
-
-    assert webtest.TestApp(middleware(app)).get("/").text == "x"
+    metrics = samplez.RequestMetrics(prefix=unique_name("gen"))
+    assert webtest.TestApp(samplez.Middleware(app, request_metrics=metrics)).get("/users/1").text == "x"
+    assert batch.current.get() is None
     result = samplez.get(config)
-    assert [v for _, v in result.samples("called")] == [2.0]
-    assert sorted(v for _, v in result.samples("streamed")) == [1.0, 2.0]
+    assert [v for _, v in result.samples("streamed")] == [2.0]
+    assert {key: reading.total for key, reading in samplez.get(metrics.requests).items()} == {"GET generated": 1}
 
 
 @pytest.mark.parametrize(
@@ -122,14 +118,14 @@ def test_bad_middleware_arguments(kwargs, config):
         middleware(make_app(config), **kwargs)
 
 
-def test_an_open_streamed_response_leaves_the_thread_outside_any_request(samplez_on, config):
+def test_a_streamed_response_is_its_request_only_from_its_iteration_to_its_close(samplez_on, config):
     class Body:
         def __iter__(self):
-            samplez.set(config, "a", 1)
+            samplez.set(config, "/a", 3)  # sent: still /a, replaces 2
             yield b"a"
 
         def close(self):
-            samplez.set(config, "closed", 1)
+            samplez.set(config, "closed", 1)  # closing: still /a
 
     def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
@@ -141,17 +137,20 @@ def test_an_open_streamed_response_leaves_the_thread_outside_any_request(samplez
     before = batch.current.get()
     first = wsgi_call(wrapped, "/a")
     assert batch.current.get() is before
-    samplez.set(config, "between", 1)  # the thread is outside /a: an event of its own
+    samplez.set(config, "between", 1)  # the call has returned: an event of its own
     assert engine.pending == 1
     wsgi_call(wrapped, "/b")  # a request of its own while /a is open
     assert engine.pending == 2
-    assert list(first) == [b"a"]  # produced outside the request: an event
-    first.close()  # the close's set is an event, then /a's batch is folded
-    assert engine.pending == 5 and batch.current.get() is before
+    assert list(first) == [b"a"]
+    first.close()  # /a's batch is folded: /a and closed
+    assert engine.pending == 4 and batch.current.get() is before
+    samplez.set(config, "after", 1)
+    assert engine.pending == 5
     samplez.flush()
     result = samplez.get(config)
-    assert [v for _, v in result.samples("/a")] == [v for _, v in result.samples("/b")] == [2.0]
-    assert result.count("a") == result.count("closed") == result.count("between") == 1
+    assert [v for _, v in result.samples("/a")] == [3.0]
+    assert [v for _, v in result.samples("/b")] == [2.0]
+    assert result.count("closed") == result.count("between") == result.count("after") == 1
 
 
 def test_a_set_from_a_copy_of_the_request_context_after_the_response_is_an_event(samplez_on, config):
@@ -183,23 +182,33 @@ def test_a_body_closed_on_another_thread_still_folds_its_batch(samplez_on, confi
         start_response("200 OK", [("Content-Type", "text/plain")])
         return iter([b"x"])
 
-    wrapped = middleware(app, flush="background", flush_interval=3600)
-    body = wsgi_call(wrapped, "/")
-    assert list(body) == [b"x"] and engine.pending == 0
-    closer = threading.Thread(target=contextvars.Context().run, args=(body.close,))
-    closer.start()
-    closer.join()
-    assert engine.pending == 1
+    def request_then_more():
+        wrapped = middleware(app, flush="background", flush_interval=3600)
+        body = wsgi_call(wrapped, "/")
+        assert list(body) == [b"x"] and engine.pending == 0
+        closer = threading.Thread(target=contextvars.Context().run, args=(body.close,))
+        closer.start()
+        closer.join()
+        assert engine.pending == 1
+        samplez.set(config, "after", 1)  # the request's batch is closed: an event of its own
+        assert engine.pending == 2
+
+    contextvars.Context().run(request_then_more)
     samplez.flush()
-    assert samplez.get(config).count("called") == 1
+    result = samplez.get(config)
+    assert result.count("called") == result.count("after") == 1
 
 
 def test_a_middleware_inside_another_with_a_streamed_body_gives_the_thread_back(samplez_on, config):
     def inner_app(environ, start_response):
-        samplez.set(config, "inner", 1)
-        samplez.set(config, "inner", 2)  # in the inner request: replaces 1
         start_response("200 OK", [("Content-Type", "text/plain")])
-        return iter([b"inner"])
+
+        def body():
+            samplez.set(config, "inner", 1)
+            samplez.set(config, "inner", 2)  # produced in the inner request: replaces 1
+            yield b"inner"
+
+        return body()
 
     inner = middleware(inner_app, dashboard_path=None)
 
