@@ -68,7 +68,7 @@ class RequestBatch:
         self.counts: list[tuple[int, str, Any]] = []  # counters: every set counts
         self.flips: dict[str, float] = {}  # a key's one coin flip, for configs with rate < 1
         self.open = True
-        self.thread: int | None = get_ident()  # where the request's code runs, while it does
+        self.thread: int | None = get_ident()  # the thread of the request's call, until it returns
         self.route: str | None = None  # the endpoint, once named (samplez.route)
 
     def flip(self, key: str) -> float:
@@ -137,8 +137,9 @@ def set(target: Any, key: str | bytes, value: int | float | str = 1) -> None:  #
     if batch is None:
         batch = RequestBatch()  # outside any request: events of their own
     while True:
-        # The request's own code, on the thread it runs on, takes no lock:
-        # nothing closes its batch while it runs. Any other thread does.
+        # The request's call, on its thread, takes no lock: nothing closes
+        # its batch while it runs. Any other set does (``thread`` is
+        # cleared as the call returns).
         mine = batch.thread == get_ident()
         if not mine:
             _lock.acquire()
