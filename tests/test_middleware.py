@@ -118,7 +118,7 @@ def test_bad_middleware_arguments(kwargs, config):
         middleware(make_app(config), **kwargs)
 
 
-def test_a_streamed_response_is_its_request_only_from_its_iteration_to_its_close(samplez_on, config):
+def test_a_streamed_response_is_its_request_only_while_a_chunk_is_made_or_it_closes(samplez_on, config):
     class Body:
         def __iter__(self):
             samplez.set(config, "/a", 3)  # sent: still /a, replaces 2
