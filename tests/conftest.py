@@ -203,6 +203,18 @@ def wsgi_call(app: Callable[..., Any], path: str) -> Any:
     return app(environ, lambda status, headers, exc_info=None: None)
 
 
+#: A value each counter kind takes (unique counters and sketches count items).
+A_VALUE = {
+    "rolling": 1,
+    "rolling_max": 2.5,
+    "stepped": 1,
+    "unique": "visitor",
+    "hll": "visitor",
+    "bitmap": 7,
+    "calendar": 1,
+}
+
+
 def every_counter(max_keys: int = 100) -> list[Any]:
     """One counter of each kind, freshly named (a reservoir is a
     ``samplez.Config``)."""

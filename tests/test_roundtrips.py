@@ -17,7 +17,7 @@ import webtest
 
 import samplez
 from samplez.store import wire
-from tests.conftest import unique_name
+from tests.conftest import A_VALUE, every_counter, unique_name
 
 
 class SilentMemcached:
@@ -176,15 +176,7 @@ def test_every_kind_of_metric_shares_the_same_three_round_trips(memcached, socke
         store=samplez.MemcacheStore(memcached.address), flush="request", max_pending=1_000_000, max_pending_bytes=2**30
     )
     reservoirs = [samplez.Config(unique_name("rt"), period=600, samples=500, by_value=True) for _ in range(10)]
-    counters = [
-        (samplez.RollingCounter(unique_name("roll"), window=60), 1),
-        (samplez.RollingMax(unique_name("rmax"), window=60), 2.5),
-        (samplez.SteppedCounter(unique_name("step"), step=60), 1),
-        (samplez.UniqueCounter(unique_name("uniq"), step=60), "visitor"),
-        (samplez.HyperLogLogCounter(unique_name("hll"), step=60), "visitor"),
-        (samplez.BitmapCounter(unique_name("bits"), step=60), 7),
-        (samplez.CalendarCounter(unique_name("cal")), 1),
-    ]
+    counters = [(counter, A_VALUE[counter.kind]) for counter in every_counter()]
     events = 0
     for i in range(1000):
         for config in reservoirs:

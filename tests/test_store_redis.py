@@ -14,7 +14,7 @@ import pytest
 
 import samplez
 from samplez.store import base as ops
-from tests.conftest import Clock, unique_name
+from tests.conftest import A_VALUE, Clock, every_counter, unique_name
 from tests.processes import environment
 
 
@@ -60,16 +60,8 @@ def test_calendar_and_stepped_counters_survive_a_restart(spawn_redis, tmp_path, 
 
 
 def every_kind() -> list[tuple[samplez.Metric, Any]]:
-    return [
-        (samplez.Config(unique_name("res"), period=600, samples=100, by_value=True), 3),
-        (samplez.RollingCounter(unique_name("roll"), window=60), 1),
-        (samplez.RollingMax(unique_name("rmax"), window=60), 2.5),
-        (samplez.SteppedCounter(unique_name("step"), step=60), 1),
-        (samplez.UniqueCounter(unique_name("uniq"), step=60), "visitor"),
-        (samplez.HyperLogLogCounter(unique_name("hll"), step=60), "visitor"),
-        (samplez.BitmapCounter(unique_name("bits"), step=60), 7),
-        (samplez.CalendarCounter(unique_name("cal")), 1),
-    ]
+    reservoir = samplez.Config(unique_name("res"), period=600, samples=100, by_value=True)
+    return [(reservoir, 3), *((counter, A_VALUE[counter.kind]) for counter in every_counter())]
 
 
 def test_every_key_a_flush_writes_expires(redis_server, clock):
